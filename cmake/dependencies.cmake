@@ -1,0 +1,15 @@
+# Every dependency comes from a Debian 12 package installed by scripts/setup (DESIGN.md §7).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(nlohmann_json 3.11 REQUIRED)
+find_package(Boost 1.74 REQUIRED COMPONENTS system)
+find_package(OpenSSL 3 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(GTest REQUIRED)
+find_package(benchmark REQUIRED)
+pkg_check_modules(RAFT REQUIRED IMPORTED_TARGET raft)
+pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)
+include(GoogleTest)
+# Boost 1.74 asio: header-only use, coroutine support, no deprecated names.
+add_compile_definitions(BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW)

@@ -1,0 +1,20 @@
+#pragma once
+// Durations in Go's time.ParseDuration syntax ("300ms", "10s", "1.5h", "2h45m"), the form
+// Consul users write for wait, Interval, Timeout and TTL.
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace taskmesh {
+
+// Parses a Go duration. Units: ns, us, µs, ms, s, m, h. A bare "0" is allowed. Negative
+// values are accepted (callers that need a positive value check it). Errors name the input.
+Result<std::chrono::nanoseconds> parseDuration(std::string_view text);
+
+// Formats like Go's Duration.String(): "1m30s", "250ms", "0s".
+std::string formatDuration(std::chrono::nanoseconds d);
+
+}  // namespace taskmesh

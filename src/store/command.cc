@@ -1,0 +1,208 @@
+#include "store/command.h"
+
+namespace taskmesh::store {
+namespace {
+
+// Command type tags in the encoded form. Never renumber: they are in logs on disk.
+enum CommandType : int { kRegister = 1, kDeregister = 2, kKVSet = 3, kKVDelete = 4 };
+
+template <typename T>
+void get(const Json& j, const char* key, T& out) {
+  auto it = j.find(key);
+  if (it != j.end() && !it->is_null()) it->get_to(out);
+}
+
+Json encodeBody(const RegisterCommand& c) {
+  Json j{{"node", toJson(c.node)}, {"skip", c.skipNodeUpdate}};
+  if (c.service) j["svc"] = toJson(*c.service);
+  Json checks = Json::array();
+  for (const Check& ch : c.checks) checks.push_back(toJson(ch));
+  j["checks"] = std::move(checks);
+  return j;
+}
+Json encodeBody(const DeregisterCommand& c) {
+  return {{"node", c.node}, {"sid", c.serviceId}, {"cid", c.checkId}};
+}
+Json encodeBody(const KVSetCommand& c) {
+  Json j{{"k", c.key}, {"v", Json::binary_t(std::vector<uint8_t>(c.value.begin(), c.value.end()))},
+         {"f", c.flags}};
+  if (c.cas) j["cas"] = *c.cas;
+  return j;
+}
+Json encodeBody(const KVDeleteCommand& c) {
+  Json j{{"k", c.key}, {"r", c.recurse}};
+  if (c.cas) j["cas"] = *c.cas;
+  return j;
+}
+
+int typeOf(const Command& c) {
+  return std::visit(
+      [](const auto& v) -> int {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, RegisterCommand>) return kRegister;
+        if constexpr (std::is_same_v<T, DeregisterCommand>) return kDeregister;
+        if constexpr (std::is_same_v<T, KVSetCommand>) return kKVSet;
+        return kKVDelete;
+      },
+      c);
+}
+
+Command decodeBody(int type, const Json& j) {
+  switch (type) {
+    case kRegister: {
+      RegisterCommand c;
+      fromJson(j.at("node"), c.node);
+      get(j, "skip", c.skipNodeUpdate);
+      if (j.contains("svc")) {
+        Service s;
+        fromJson(j.at("svc"), s);
+        c.service = std::move(s);
+      }
+      for (const Json& cj : j.at("checks")) {
+        Check ch;
+        fromJson(cj, ch);
+        c.checks.push_back(std::move(ch));
+      }
+      return c;
+    }
+    case kDeregister:
+      return DeregisterCommand{j.at("node").get<std::string>(), j.at("sid").get<std::string>(),
+                               j.at("cid").get<std::string>()};
+    case kKVSet: {
+      KVSetCommand c;
+      c.key = j.at("k").get<std::string>();
+      const auto& bin = j.at("v").get_binary();
+      c.value.assign(bin.begin(), bin.end());
+      c.flags = j.at("f").get<uint64_t>();
+      if (j.contains("cas")) c.cas = j.at("cas").get<uint64_t>();
+      return c;
+    }
+    case kKVDelete: {
+      KVDeleteCommand c;
+      c.key = j.at("k").get<std::string>();
+      c.recurse = j.at("r").get<bool>();
+      if (j.contains("cas")) c.cas = j.at("cas").get<uint64_t>();
+      return c;
+    }
+  }
+  throw std::invalid_argument("unknown command type " + std::to_string(type));
+}
+
+}  // namespace
+
+std::string encodeCommand(const Command& command) {
+  Json j{{"t", typeOf(command)}, {"b", std::visit([](const auto& v) { return encodeBody(v); }, command)}};
+  std::vector<uint8_t> bytes = Json::to_msgpack(j);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+Result<Command> decodeCommand(std::string_view bytes) {
+  try {
+    Json j = Json::from_msgpack(bytes.begin(), bytes.end());
+    return decodeBody(j.at("t").get<int>(), j.at("b"));
+  } catch (const std::exception& e) {
+    return makeError(ErrorCode::kInvalidArgument, std::string("cannot decode command: ") + e.what());
+  }
+}
+
+Json toJson(const Node& n) {
+  return {{"id", n.id},       {"name", n.name}, {"addr", n.address}, {"dc", n.datacenter},
+          {"tagged", n.taggedAddresses},        {"meta", n.meta},    {"ci", n.createIndex},
+          {"mi", n.modifyIndex}};
+}
+void fromJson(const Json& j, Node& n) {
+  get(j, "id", n.id);
+  get(j, "name", n.name);
+  get(j, "addr", n.address);
+  get(j, "dc", n.datacenter);
+  get(j, "tagged", n.taggedAddresses);
+  get(j, "meta", n.meta);
+  get(j, "ci", n.createIndex);
+  get(j, "mi", n.modifyIndex);
+}
+
+Json toJson(const Service& s) {
+  Json tagged = Json::object();
+  for (const auto& [k, v] : s.taggedAddresses) tagged[k] = {{"a", v.address}, {"p", v.port}};
+  return {{"id", s.id},
+          {"svc", s.service},
+          {"kind", s.kind},
+          {"tags", s.tags},
+          {"addr", s.address},
+          {"port", s.port},
+          {"meta", s.meta},
+          {"tagged", std::move(tagged)},
+          {"wp", s.weights.passing},
+          {"ww", s.weights.warning},
+          {"eto", s.enableTagOverride},
+          {"proxy", s.proxy},
+          {"connect", s.connect},
+          {"ci", s.createIndex},
+          {"mi", s.modifyIndex}};
+}
+void fromJson(const Json& j, Service& s) {
+  get(j, "id", s.id);
+  get(j, "svc", s.service);
+  get(j, "kind", s.kind);
+  get(j, "tags", s.tags);
+  get(j, "addr", s.address);
+  get(j, "port", s.port);
+  get(j, "meta", s.meta);
+  if (auto it = j.find("tagged"); it != j.end()) {
+    for (const auto& [k, v] : it->items()) {
+      s.taggedAddresses[k] = {v.at("a").get<std::string>(), v.at("p").get<int>()};
+    }
+  }
+  get(j, "wp", s.weights.passing);
+  get(j, "ww", s.weights.warning);
+  get(j, "eto", s.enableTagOverride);
+  if (auto it = j.find("proxy"); it != j.end()) s.proxy = *it;
+  if (auto it = j.find("connect"); it != j.end()) s.connect = *it;
+  get(j, "ci", s.createIndex);
+  get(j, "mi", s.modifyIndex);
+}
+
+Json toJson(const Check& c) {
+  return {{"node", c.node},    {"id", c.checkId},       {"name", c.name},     {"st", c.status},
+          {"notes", c.notes},  {"out", c.output},       {"sid", c.serviceId}, {"sname", c.serviceName},
+          {"type", c.type},    {"int", c.interval},     {"to", c.timeout},    {"def", c.definition},
+          {"ci", c.createIndex}, {"mi", c.modifyIndex}};
+}
+void fromJson(const Json& j, Check& c) {
+  get(j, "node", c.node);
+  get(j, "id", c.checkId);
+  get(j, "name", c.name);
+  get(j, "st", c.status);
+  get(j, "notes", c.notes);
+  get(j, "out", c.output);
+  get(j, "sid", c.serviceId);
+  get(j, "sname", c.serviceName);
+  get(j, "type", c.type);
+  get(j, "int", c.interval);
+  get(j, "to", c.timeout);
+  if (auto it = j.find("def"); it != j.end()) c.definition = *it;
+  get(j, "ci", c.createIndex);
+  get(j, "mi", c.modifyIndex);
+}
+
+Json toJson(const KVEntry& e) {
+  return {{"k", e.key},
+          {"v", Json::binary_t(std::vector<uint8_t>(e.value.begin(), e.value.end()))},
+          {"f", e.flags},
+          {"li", e.lockIndex},
+          {"s", e.session},
+          {"ci", e.createIndex},
+          {"mi", e.modifyIndex}};
+}
+void fromJson(const Json& j, KVEntry& e) {
+  get(j, "k", e.key);
+  const auto& bin = j.at("v").get_binary();
+  e.value.assign(bin.begin(), bin.end());
+  get(j, "f", e.flags);
+  get(j, "li", e.lockIndex);
+  get(j, "s", e.session);
+  get(j, "ci", e.createIndex);
+  get(j, "mi", e.modifyIndex);
+}
+
+}  // namespace taskmesh::store

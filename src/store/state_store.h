@@ -1,0 +1,105 @@
+#pragma once
+// The replicated state machine (DESIGN.md §3): catalog (nodes, services, checks) and KV.
+//
+// Threads: apply() and restore() run on the Raft thread; read() may run on any thread.
+// A shared_mutex guards the tables: apply/restore take it exclusively, read() shared.
+// Invariants:
+//  - apply() is deterministic: no I/O, no clock, no randomness; the same commands at the same
+//    indexes give the same tables on every server.
+//  - every index in the tables is a Raft log index; table indexes never go backwards, except
+//    through restore() of an older snapshot (clients then reset, as Consul documents).
+//  - Tables::serviceInstances mirrors the services of every node exactly.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "store/command.h"
+#include "store/types.h"
+
+namespace taskmesh::store {
+
+struct NodeEntry {
+  Node node;
+  std::map<std::string, Service> services;  // by service ID
+  std::map<std::string, Check> checks;      // by check ID
+};
+
+struct Tables {
+  std::map<std::string, NodeEntry> nodes;  // by node name
+  // service name → (node, service ID), in the order Consul returns instances
+  std::map<std::string, std::set<std::pair<std::string, std::string>>> serviceInstances;
+  std::map<std::string, KVEntry> kvs;  // by key
+
+  // Max index per table ("nodes", "services", "checks", "kvs"), and per service name: the last
+  // index at which anything visible in that service's catalog or health answers changed.
+  uint64_t nodesIndex = 0;
+  uint64_t servicesIndex = 0;
+  uint64_t checksIndex = 0;
+  uint64_t kvsIndex = 0;
+  std::map<std::string, uint64_t> serviceIndex;
+  uint64_t lastIndex = 0;  // index of the last applied command
+
+  // Index for answers about one service: its own index, else the services table's.
+  uint64_t indexForService(const std::string& name) const;
+  // Checks of the node that belong to `serviceId`, plus the node's node-level checks.
+  std::vector<const Check*> checksForInstance(const NodeEntry& node, const std::string& serviceId) const;
+};
+
+// What an applied command changed, for waking blocking queries.
+struct Changes {
+  bool nodes = false;
+  bool services = false;
+  bool checks = false;
+  std::vector<std::string> serviceNames;  // services whose answers changed
+  std::vector<std::string> kvKeys;        // keys written or deleted
+  bool empty() const { return !nodes && !services && !checks && serviceNames.empty() && kvKeys.empty(); }
+};
+
+// Outcome of one command: `value` is the boolean the API returns (KV cas outcomes), `error` a
+// deterministic rejection (e.g. a check naming an unknown service).
+struct ApplyResult {
+  uint64_t index = 0;
+  bool value = true;
+  std::optional<Error> error;
+  Changes changes;
+};
+
+class StateStore {
+ public:
+  // Applies `command` as the entry at log `index` (> every index applied before).
+  ApplyResult apply(uint64_t index, const Command& command);
+
+  // Runs `fn(const Tables&)` under the shared lock. `fn` must not block or call back in.
+  template <typename Fn>
+  auto read(Fn&& fn) const {
+    std::shared_lock lock(mu_);
+    return fn(static_cast<const Tables&>(tables_));
+  }
+
+  // Serialises all tables (MessagePack) / replaces them from such bytes.
+  std::string snapshot() const;
+  Result<void> restore(std::string_view bytes);
+
+ private:
+  ApplyResult applyOne(uint64_t index, const RegisterCommand& c);
+  ApplyResult applyOne(uint64_t index, const DeregisterCommand& c);
+  ApplyResult applyOne(uint64_t index, const KVSetCommand& c);
+  ApplyResult applyOne(uint64_t index, const KVDeleteCommand& c);
+
+  void touchService(uint64_t index, const std::string& name, Changes& changes);
+  void touchAllServicesOfNode(uint64_t index, const NodeEntry& entry, Changes& changes);
+  void removeService(uint64_t index, NodeEntry& entry, const std::string& serviceId, Changes& changes);
+
+  mutable std::shared_mutex mu_;  // guards tables_
+  Tables tables_;
+};
+
+}  // namespace taskmesh::store
