@@ -39,6 +39,7 @@ using Result = std::expected<T, Error>;
 inline std::unexpected<Error> makeError(ErrorCode code, std::string message) {
   return std::unexpected<Error>(Error{code, std::move(message)});
 }
+inline std::unexpected<Error> makeError(Error error) { return std::unexpected<Error>(std::move(error)); }
 #else
 struct Unexpected {
   Error error;
@@ -46,6 +47,7 @@ struct Unexpected {
 inline Unexpected makeError(ErrorCode code, std::string message) {
   return Unexpected{Error{code, std::move(message)}};
 }
+inline Unexpected makeError(Error error) { return Unexpected{std::move(error)}; }
 template <typename T>
 class [[nodiscard]] Result {
  public:

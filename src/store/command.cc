@@ -1,5 +1,7 @@
 #include "store/command.h"
 
+#include "base/json.h"
+
 namespace taskmesh::store {
 namespace {
 
@@ -98,7 +100,9 @@ std::string encodeCommand(const Command& command) {
 
 Result<Command> decodeCommand(std::string_view bytes) {
   try {
-    Json j = Json::from_msgpack(bytes.begin(), bytes.end());
+    auto parsed = parseMsgpackBounded(bytes);
+    if (!parsed) return makeError(ErrorCode::kInvalidArgument, "cannot decode command: " + parsed.error().message);
+    const Json& j = *parsed;
     return decodeBody(j.at("t").get<int>(), j.at("b"));
   } catch (const std::exception& e) {
     return makeError(ErrorCode::kInvalidArgument, std::string("cannot decode command: ") + e.what());

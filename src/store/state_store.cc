@@ -2,6 +2,8 @@
 
 #include <mutex>
 
+#include "base/json.h"
+
 namespace taskmesh::store {
 
 uint64_t Tables::indexForService(const std::string& name) const {
@@ -79,9 +81,21 @@ ApplyResult StateStore::applyOne(uint64_t index, const RegisterCommand& c) {
       if (it != entry.services.end()) {
         created = it->second.createIndex;
         if (it->second.service != s.service) {
-          // The ID now names another service: drop it from the old name's instances.
-          tables_.serviceInstances[it->second.service].erase({c.node.name, s.id});
+          // The ID now names another service: drop it from the old name's instances and
+          // move its checks to the new name.
+          auto old = tables_.serviceInstances.find(it->second.service);
+          if (old != tables_.serviceInstances.end()) {
+            old->second.erase({c.node.name, s.id});
+            if (old->second.empty()) tables_.serviceInstances.erase(old);
+          }
           touchService(index, it->second.service, ch);
+          for (auto& [cid, check] : entry.checks) {
+            if (check.serviceId != s.id) continue;
+            check.serviceName = s.service;
+            check.modifyIndex = index;
+            tables_.checksIndex = index;
+            ch.checks = true;
+          }
         }
       }
       Service& row = entry.services[s.id];
@@ -100,6 +114,14 @@ ApplyResult StateStore::applyOne(uint64_t index, const RegisterCommand& c) {
     if (!check.serviceId.empty()) check.serviceName = entry.services.at(check.serviceId).service;
     auto it = entry.checks.find(check.checkId);
     if (it != entry.checks.end() && sameContent(it->second, check)) continue;
+    if (it != entry.checks.end() && it->second.serviceId != check.serviceId) {
+      // The check leaves the answers it was part of.
+      if (it->second.serviceId.empty()) {
+        touchAllServicesOfNode(index, entry, ch);
+      } else {
+        touchService(index, it->second.serviceName, ch);
+      }
+    }
     check.createIndex = it != entry.checks.end() ? it->second.createIndex : index;
     check.modifyIndex = index;
     entry.checks[check.checkId] = check;
@@ -255,7 +277,9 @@ std::string StateStore::snapshot() const {
 Result<void> StateStore::restore(std::string_view bytes) {
   Tables t;
   try {
-    Json j = Json::from_msgpack(bytes.begin(), bytes.end());
+    auto parsed = parseMsgpackBounded(bytes);
+    if (!parsed) return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: " + parsed.error().message);
+    const Json& j = *parsed;
     if (j.at("version").get<int>() != 1) {
       return makeError(ErrorCode::kInvalidArgument, "unsupported snapshot version");
     }

@@ -1,0 +1,116 @@
+// /v1/catalog/* (reference §8).
+#include <set>
+
+#include "api/codec.h"
+#include "api/http_api.h"
+
+namespace taskmesh::api {
+namespace {
+
+bool hasAllTags(const store::Service& s, const std::vector<std::string>& tags) {
+  for (const auto& t : tags) {
+    if (std::find(s.tags.begin(), s.tags.end(), t) == s.tags.end()) return false;
+  }
+  return true;
+}
+
+net::HttpResponse json(const Json& j) { return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace)); }
+
+}  // namespace
+
+Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string_view rest) {
+  if (rest == "register" || rest == "deregister") {
+    if (req.method != "PUT" && req.method != "POST") {
+      co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+    }
+    if (rest == "register") {
+      auto c = decodeRegister(req.body);
+      if (!c) co_return errorResponse(c.error());
+      co_return co_await write(std::move(*c), true);
+    }
+    auto c = decodeDeregister(req.body);
+    if (!c) co_return errorResponse(c.error());
+    co_return co_await write(std::move(*c), true);
+  }
+  if (req.method != "GET") co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+
+  if (rest == "datacenters") co_return json(Json::array({info_.datacenter}));
+  if (rest == "nodes") {
+    store::WatchSpec spec{.nodes = true};
+    co_return co_await blocking(req, spec, [](const store::Tables& t) {
+      Json out = Json::array();
+      for (const auto& [name, entry] : t.nodes) out.push_back(encodeNode(entry.node));
+      return Answer{t.nodesIndex, json(out)};
+    });
+  }
+  if (rest == "services") {
+    store::WatchSpec spec{.services = true};
+    co_return co_await blocking(req, spec, [](const store::Tables& t) {
+      Json out = Json::object();
+      for (const auto& [name, instances] : t.serviceInstances) {
+        std::set<std::string> tags;
+        for (const auto& [node, id] : instances) {
+          const auto& s = t.nodes.at(node).services.at(id);
+          tags.insert(s.tags.begin(), s.tags.end());
+        }
+        out[name] = std::vector<std::string>(tags.begin(), tags.end());
+      }
+      return Answer{t.servicesIndex, json(out)};
+    });
+  }
+  if (rest.starts_with("service/") || rest.starts_with("connect/")) {
+    bool connect = rest.starts_with("connect/");
+    std::string name(rest.substr(8));
+    if (name.empty()) co_return net::HttpResponse::text(400, "Missing service name");
+    std::vector<std::string> tags = req.params("tag");
+    store::WatchSpec spec{.services = connect, .serviceNames = {name}};
+    co_return co_await blocking(req, spec,
+                                [name, tags, connect](const store::Tables& t) {
+      Json out = Json::array();
+      auto visit = [&](const std::string& node, const std::string& id) {
+        const auto& entry = t.nodes.at(node);
+        const auto& s = entry.services.at(id);
+        if (hasAllTags(s, tags)) out.push_back(encodeServiceNode(entry.node, s));
+      };
+      if (!connect) {
+        if (auto it = t.serviceInstances.find(name); it != t.serviceInstances.end()) {
+          for (const auto& [node, id] : it->second) visit(node, id);
+        }
+        return Answer{t.indexForService(name), json(out)};
+      }
+      // Connect-capable instances: proxies whose destination is `name`.
+      for (const auto& [node, entry] : t.nodes) {
+        for (const auto& [id, s] : entry.services) {
+          if (s.kind == "connect-proxy" && s.proxy.is_object() &&
+              s.proxy.value("DestinationServiceName", "") == name) {
+            visit(node, id);
+          }
+        }
+      }
+      return Answer{t.servicesIndex, json(out)};
+    });
+  }
+  if (rest.starts_with("node/") || rest.starts_with("node-services/")) {
+    bool list = rest.starts_with("node-services/");
+    std::string node(rest.substr(list ? 14 : 5));
+    if (node.empty()) co_return net::HttpResponse::text(400, "Missing node name");
+    store::WatchSpec spec{.nodes = true, .services = true};
+    co_return co_await blocking(req, spec, [node, list](const store::Tables& t) {
+      uint64_t index = std::max(t.nodesIndex, t.servicesIndex);
+      auto it = t.nodes.find(node);
+      if (it == t.nodes.end()) return Answer{index, json(Json())};
+      Json services = list ? Json::array() : Json::object();
+      for (const auto& [id, s] : it->second.services) {
+        if (list) {
+          services.push_back(encodeAgentService(s));
+        } else {
+          services[id] = encodeAgentService(s);
+        }
+      }
+      return Answer{index, json({{"Node", encodeNode(it->second.node)}, {"Services", std::move(services)}})};
+    });
+  }
+  co_return net::HttpResponse::text(404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+}
+
+}  // namespace taskmesh::api

@@ -1,0 +1,79 @@
+#pragma once
+// The Consul-compatible HTTP API of `taskmesh server` (reference/consul-http-api.md).
+//
+// Thread: handle() and everything it calls run on the HTTP io_context's single thread, which
+// also owns the WatchHub. Reads take the store's shared lock only inside Tables callbacks.
+// Writes go through Cluster::apply (Raft) and answer once the command is applied.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "net/asio.h"
+#include "net/http.h"
+#include "api/query.h"
+#include "store/state_store.h"
+#include "store/watch_hub.h"
+
+namespace taskmesh::api {
+
+// What the API needs from the consensus layer; src/server wires it to the Raft node.
+struct Cluster {
+  std::function<Awaitable<Result<store::ApplyResult>>(store::Command)> apply;
+  std::function<bool()> isLeader;     // leader, with every earlier entry applied
+  std::function<bool()> knownLeader;  // some server is known to lead
+  std::function<std::string()> leaderAddress;
+  std::function<std::vector<std::string>()> peers;
+};
+
+struct ServerInfo {
+  std::string nodeName;
+  std::string nodeId;
+  std::string datacenter;
+  std::string advertiseAddress;  // IP other nodes reach this server on
+  uint16_t serverPort = 8300;
+  std::string version;
+};
+
+inline constexpr size_t kMaxKVValueBytes = 512 * 1024;
+
+class HttpApi {
+ public:
+  HttpApi(asio::io_context& io, store::StateStore& store, store::WatchHub& hub, Cluster cluster,
+          ServerInfo info);
+
+  Awaitable<net::HttpResponse> handle(net::HttpRequest& req);
+
+ private:
+  // A read's answer and the index it reflects.
+  struct Answer {
+    uint64_t index = 0;
+    net::HttpResponse response;
+  };
+  using Run = std::function<Answer(const store::Tables&)>;
+
+  // Runs `run` now and, for ?index requests, again after every matching change until the
+  // index moves past the requested one or ?wait runs out. Sets the X-Consul-* headers.
+  Awaitable<net::HttpResponse> blocking(const net::HttpRequest& req, const store::WatchSpec& spec,
+                                        Run run);
+  Awaitable<net::HttpResponse> write(store::Command command, bool boolBody);
+  void setReadHeaders(net::HttpResponse& r, uint64_t index, bool stale) const;
+
+  Awaitable<net::HttpResponse> catalog(net::HttpRequest& req, std::string_view rest);
+  Awaitable<net::HttpResponse> health(net::HttpRequest& req, std::string_view rest);
+  Awaitable<net::HttpResponse> kv(net::HttpRequest& req, const std::string& key);
+  Awaitable<net::HttpResponse> kvGet(net::HttpRequest& req, const std::string& key);
+  net::HttpResponse status(const net::HttpRequest& req, std::string_view rest);
+  net::HttpResponse agent(const net::HttpRequest& req, std::string_view rest);
+
+  asio::io_context& io_;
+  store::StateStore& store_;
+  store::WatchHub& hub_;
+  Cluster cluster_;
+  ServerInfo info_;
+};
+
+net::HttpResponse errorResponse(const Error& e);
+
+}  // namespace taskmesh::api

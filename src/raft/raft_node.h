@@ -1,0 +1,115 @@
+#pragma once
+// The replicated log under the store (DESIGN.md §3): libraft with its libuv I/O, on a
+// thread of its own.
+//
+// Thread: the Raft thread owns libraft, its uv loop and the calls into StateStore::apply /
+// snapshot / restore. propose() and the accessors are safe from any thread. Callbacks
+// (ProposeDone, Hooks) run on the Raft thread and must only hand work off (post), not block.
+// Durability: a proposal completes only after its entry is committed, which means written
+// and fsync'd on a quorum (one voter now: this server), and applied.
+// Nothing here assumes one voter: commits, leadership and readiness come from libraft.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/result.h"
+#include "store/state_store.h"
+
+struct raft;
+struct raft_io;
+struct raft_fsm;
+struct raft_buffer;
+struct raft_uv_transport;
+struct uv_loop_s;
+struct uv_async_s;
+struct uv_timer_s;
+
+namespace taskmesh::raft {
+
+struct RaftOptions {
+  std::string dataDir;      // holds the log segments and snapshots
+  uint64_t id = 1;          // this server's Raft ID
+  std::string address;      // "IP:PORT" other servers reach for Raft traffic
+  bool bootstrap = false;   // on a pristine data dir, start a cluster of this one voter
+  unsigned snapshotThreshold = 16384;  // entries between snapshots
+  unsigned snapshotTrailing = 4096;    // entries kept in the log after a snapshot
+};
+
+struct Hooks {
+  // Every applied command, client-proposed or replayed, in log order.
+  std::function<void(const store::ApplyResult&)> applied;
+  // This server became leader and every earlier entry is applied (after a barrier).
+  std::function<void()> leaderReady;
+};
+
+using ProposeDone = std::function<void(Result<store::ApplyResult>)>;
+
+class RaftNode {
+ public:
+  RaftNode(store::StateStore& store, RaftOptions options, Hooks hooks);
+  ~RaftNode();
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Opens the log, replays it into the store and starts the Raft thread.
+  Result<void> start();
+  // Stops the Raft thread; pending proposals complete with kUnavailable.
+  void stop();
+
+  // Queues an encoded command. `done` runs on the Raft thread once the command is applied
+  // (or rejected: not leader, shutting down).
+  void propose(std::string command, ProposeDone done);
+
+  bool isLeader() const { return leaderReady_.load(std::memory_order_acquire); }
+  bool knownLeader() const { return knownLeader_.load(std::memory_order_acquire); }
+  std::string leaderAddress() const;
+  std::string address() const { return options_.address; }
+
+ private:
+  struct Pending {
+    std::string command;
+    ProposeDone done;
+  };
+  struct ApplyRequest;
+
+  void threadMain();
+  void drainQueue();
+  void pollState();
+  static int fsmApply(struct ::raft_fsm* fsm, const struct ::raft_buffer* buf, void** result);
+  static int fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
+  static int fsmSnapshotFinalize(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
+  static int fsmRestore(struct ::raft_fsm* fsm, struct ::raft_buffer* buf);
+
+  store::StateStore& store_;
+  RaftOptions options_;
+  Hooks hooks_;
+
+  // Owned by the Raft thread after start().
+  std::unique_ptr<struct ::raft> raft_;
+  std::unique_ptr<struct ::raft_io> io_;
+  std::unique_ptr<struct ::raft_fsm> fsm_;
+  std::unique_ptr<struct ::raft_uv_transport> transport_;
+  std::unique_ptr<::uv_loop_s> loop_;
+  std::unique_ptr<::uv_async_s> wake_;
+  std::unique_ptr<::uv_timer_s> poll_;
+  store::ApplyResult lastResult_;  // result of the entry being applied, read by its callback
+  bool barrierPending_ = false;
+  int lastState_ = 0;
+
+  std::mutex mu_;  // guards queue_, stopping_, leaderAddress_
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  std::string leaderAddress_;
+
+  std::atomic<bool> leaderReady_{false};
+  std::atomic<bool> knownLeader_{false};
+  std::thread thread_;
+};
+
+}  // namespace taskmesh::raft
