@@ -14,7 +14,9 @@ bool hasAllTags(const store::Service& s, const std::vector<std::string>& tags) {
   return true;
 }
 
-net::HttpResponse json(const Json& j) { return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace)); }
+net::HttpResponse json(const Json& j) {
+  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
 
 }  // namespace
 
@@ -26,26 +28,30 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
     if (rest == "register") {
       auto c = decodeRegister(req.body);
       if (!c) co_return errorResponse(c.error());
-      co_return co_await write(std::move(*c), true);
+      store::Command command = std::move(*c);
+      co_return co_await write(command, true);
     }
     auto c = decodeDeregister(req.body);
     if (!c) co_return errorResponse(c.error());
-    co_return co_await write(std::move(*c), true);
+    store::Command command = std::move(*c);
+    co_return co_await write(command, true);
   }
-  if (req.method != "GET") co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+  if (req.method != "GET")
+    co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
 
   if (rest == "datacenters") co_return json(Json::array({info_.datacenter}));
   if (rest == "nodes") {
     store::WatchSpec spec{.nodes = true};
-    co_return co_await blocking(req, spec, [](const store::Tables& t) {
+    Run run = [](const store::Tables& t) {
       Json out = Json::array();
       for (const auto& [name, entry] : t.nodes) out.push_back(encodeNode(entry.node));
       return Answer{t.nodesIndex, json(out)};
-    });
+    };
+    co_return co_await blocking(req, spec, run);
   }
   if (rest == "services") {
     store::WatchSpec spec{.services = true};
-    co_return co_await blocking(req, spec, [](const store::Tables& t) {
+    Run run = [](const store::Tables& t) {
       Json out = Json::object();
       for (const auto& [name, instances] : t.serviceInstances) {
         std::set<std::string> tags;
@@ -56,7 +62,8 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
         out[name] = std::vector<std::string>(tags.begin(), tags.end());
       }
       return Answer{t.servicesIndex, json(out)};
-    });
+    };
+    co_return co_await blocking(req, spec, run);
   }
   if (rest.starts_with("service/") || rest.starts_with("connect/")) {
     bool connect = rest.starts_with("connect/");
@@ -64,8 +71,7 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
     if (name.empty()) co_return net::HttpResponse::text(400, "Missing service name");
     std::vector<std::string> tags = req.params("tag");
     store::WatchSpec spec{.services = connect, .serviceNames = {name}};
-    co_return co_await blocking(req, spec,
-                                [name, tags, connect](const store::Tables& t) {
+    Run run = [name, tags, connect](const store::Tables& t) {
       Json out = Json::array();
       auto visit = [&](const std::string& node, const std::string& id) {
         const auto& entry = t.nodes.at(node);
@@ -88,14 +94,15 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
         }
       }
       return Answer{t.servicesIndex, json(out)};
-    });
+    };
+    co_return co_await blocking(req, spec, run);
   }
   if (rest.starts_with("node/") || rest.starts_with("node-services/")) {
     bool list = rest.starts_with("node-services/");
     std::string node(rest.substr(list ? 14 : 5));
     if (node.empty()) co_return net::HttpResponse::text(400, "Missing node name");
     store::WatchSpec spec{.nodes = true, .services = true};
-    co_return co_await blocking(req, spec, [node, list](const store::Tables& t) {
+    Run run = [node, list](const store::Tables& t) {
       uint64_t index = std::max(t.nodesIndex, t.servicesIndex);
       auto it = t.nodes.find(node);
       if (it == t.nodes.end()) return Answer{index, json(Json())};
@@ -107,10 +114,13 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
           services[id] = encodeAgentService(s);
         }
       }
-      return Answer{index, json({{"Node", encodeNode(it->second.node)}, {"Services", std::move(services)}})};
-    });
+      return Answer{
+          index, json({{"Node", encodeNode(it->second.node)}, {"Services", std::move(services)}})};
+    };
+    co_return co_await blocking(req, spec, run);
   }
-  co_return net::HttpResponse::text(404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+  co_return net::HttpResponse::text(
+      404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
 
 }  // namespace taskmesh::api

@@ -18,22 +18,29 @@ Error decodeError(const std::string& path, const std::string& what) {
 
 std::string typeName(const Json& j) {
   switch (j.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "bool";
-    case Json::value_t::string: return "string";
-    case Json::value_t::array: return "array";
-    case Json::value_t::object: return "object";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "bool";
+    case Json::value_t::string:
+      return "string";
+    case Json::value_t::array:
+      return "array";
+    case Json::value_t::object:
+      return "object";
     case Json::value_t::number_integer:
     case Json::value_t::number_unsigned:
-    case Json::value_t::number_float: return "number";
-    default: return "value";
+    case Json::value_t::number_float:
+      return "number";
+    default:
+      return "value";
   }
 }
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -57,7 +64,8 @@ class Fields {
   Result<std::string> str(std::string_view name) const {
     const Json* v = find(name);
     if (v == nullptr || v->is_null()) return std::string();
-    if (!v->is_string()) return makeError(decodeError(at(name), "expected a string, got " + typeName(*v)));
+    if (!v->is_string())
+      return makeError(decodeError(at(name), "expected a string, got " + typeName(*v)));
     return v->get<std::string>();
   }
   Result<int64_t> integer(std::string_view name, int64_t min, int64_t max) const {
@@ -76,17 +84,20 @@ class Fields {
   Result<bool> boolean(std::string_view name) const {
     const Json* v = find(name);
     if (v == nullptr || v->is_null()) return false;
-    if (!v->is_boolean()) return makeError(decodeError(at(name), "expected a bool, got " + typeName(*v)));
+    if (!v->is_boolean())
+      return makeError(decodeError(at(name), "expected a bool, got " + typeName(*v)));
     return v->get<bool>();
   }
   Result<store::StringMap> stringMap(std::string_view name) const {
     store::StringMap out;
     const Json* v = find(name);
     if (v == nullptr || v->is_null()) return out;
-    if (!v->is_object()) return makeError(decodeError(at(name), "expected an object, got " + typeName(*v)));
+    if (!v->is_object())
+      return makeError(decodeError(at(name), "expected an object, got " + typeName(*v)));
     for (auto it = v->begin(); it != v->end(); ++it) {
       if (!it->is_string()) {
-        return makeError(decodeError(at(name) + "[\"" + it.key() + "\"]", "expected a string, got " + typeName(*it)));
+        return makeError(decodeError(at(name) + "[\"" + it.key() + "\"]",
+                                     "expected a string, got " + typeName(*it)));
       }
       out[it.key()] = it->get<std::string>();
     }
@@ -96,10 +107,12 @@ class Fields {
     std::vector<std::string> out;
     const Json* v = find(name);
     if (v == nullptr || v->is_null()) return out;
-    if (!v->is_array()) return makeError(decodeError(at(name), "expected an array, got " + typeName(*v)));
+    if (!v->is_array())
+      return makeError(decodeError(at(name), "expected an array, got " + typeName(*v)));
     for (size_t i = 0; i < v->size(); ++i) {
       if (!(*v)[i].is_string()) {
-        return makeError(decodeError(at(name) + "[" + std::to_string(i) + "]", "expected a string, got " + typeName((*v)[i])));
+        return makeError(decodeError(at(name) + "[" + std::to_string(i) + "]",
+                                     "expected a string, got " + typeName((*v)[i])));
       }
       out.push_back((*v)[i].get<std::string>());
     }
@@ -109,7 +122,8 @@ class Fields {
   Result<Json> object(std::string_view name) const {
     const Json* v = find(name);
     if (v == nullptr || v->is_null()) return Json();
-    if (!v->is_object()) return makeError(decodeError(at(name), "expected an object, got " + typeName(*v)));
+    if (!v->is_object())
+      return makeError(decodeError(at(name), "expected an object, got " + typeName(*v)));
     return *v;
   }
 
@@ -118,9 +132,9 @@ class Fields {
   std::string path_;
 };
 
-#define TM_TRY(var, expr)                                             \
-  auto var##_r = (expr);                                              \
-  if (!var##_r) return makeError(var##_r.error());   \
+#define TM_TRY(var, expr)                          \
+  auto var##_r = (expr);                           \
+  if (!var##_r) return makeError(var##_r.error()); \
   auto var = std::move(*var##_r)
 
 }  // namespace
@@ -131,9 +145,11 @@ bool isValidCheckStatus(std::string_view s) {
 
 Result<Json> parseObject(std::string_view body) {
   auto parsed = parseJsonBounded(body);
-  if (!parsed) return makeError(decodeError("", "body is not valid JSON: " + parsed.error().message));
+  if (!parsed)
+    return makeError(decodeError("", "body is not valid JSON: " + parsed.error().message));
   Json j = std::move(*parsed);
-  if (!j.is_object()) return makeError(decodeError("", "expected a JSON object, got " + typeName(j)));
+  if (!j.is_object())
+    return makeError(decodeError("", "expected a JSON object, got " + typeName(j)));
   return j;
 }
 
@@ -155,8 +171,8 @@ Result<store::Service> decodeService(const Json& j, const std::string& path) {
   if (address == "0.0.0.0" || address == "::" || address == "[::]") {
     return makeError(Error{ErrorCode::kInvalidArgument, "Invalid service address"});
   }
-  if (kind != "" && kind != "connect-proxy" && kind != "mesh-gateway" && kind != "terminating-gateway" &&
-      kind != "ingress-gateway" && kind != "api-gateway") {
+  if (kind != "" && kind != "connect-proxy" && kind != "mesh-gateway" &&
+      kind != "terminating-gateway" && kind != "ingress-gateway" && kind != "api-gateway") {
     return makeError(decodeError(f.at("Kind"), "unknown service kind \"" + kind + "\""));
   }
   s.service = name;
@@ -170,18 +186,24 @@ Result<store::Service> decodeService(const Json& j, const std::string& path) {
   s.proxy = std::move(proxy);
   s.connect = std::move(connect);
   if (const Json* w = f.find("Weights"); w != nullptr && !w->is_null()) {
-    if (!w->is_object()) return makeError(decodeError(f.at("Weights"), "expected an object, got " + typeName(*w)));
+    if (!w->is_object())
+      return makeError(decodeError(f.at("Weights"), "expected an object, got " + typeName(*w)));
     Fields wf(*w, f.at("Weights"));
     TM_TRY(passing, wf.integer("Passing", 0, 1 << 30));
     TM_TRY(warning, wf.integer("Warning", 0, 1 << 30));
-    if (passing < 1) return makeError(Error{ErrorCode::kInvalidArgument, "Invalid Weights: Passing must be greater than 0"});
+    if (passing < 1)
+      return makeError(
+          Error{ErrorCode::kInvalidArgument, "Invalid Weights: Passing must be greater than 0"});
     s.weights = {static_cast<int>(passing), static_cast<int>(warning)};
   }
   if (const Json* ta = f.find("TaggedAddresses"); ta != nullptr && !ta->is_null()) {
-    if (!ta->is_object()) return makeError(decodeError(f.at("TaggedAddresses"), "expected an object, got " + typeName(*ta)));
+    if (!ta->is_object())
+      return makeError(
+          decodeError(f.at("TaggedAddresses"), "expected an object, got " + typeName(*ta)));
     for (auto it = ta->begin(); it != ta->end(); ++it) {
       std::string p = f.at("TaggedAddresses") + "." + it.key();
-      if (!it->is_object()) return makeError(decodeError(p, "expected an object, got " + typeName(*it)));
+      if (!it->is_object())
+        return makeError(decodeError(p, "expected an object, got " + typeName(*it)));
       Fields af(*it, p);
       TM_TRY(a, af.str("Address"));
       TM_TRY(ap, af.integer("Port", 0, 65535));
@@ -204,11 +226,14 @@ Result<store::Check> decodeCheck(const Json& j, const std::string& path) {
   TM_TRY(type, f.str("Type"));
   TM_TRY(definition, f.object("Definition"));
   if (id.empty() && name.empty()) {
-    return makeError(Error{ErrorCode::kInvalidArgument, "Invalid check: " + (path.empty() ? std::string("check") : path) + " needs a CheckID or a Name"});
+    return makeError(Error{ErrorCode::kInvalidArgument,
+                           "Invalid check: " + (path.empty() ? std::string("check") : path) +
+                               " needs a CheckID or a Name"});
   }
   if (!status.empty() && !isValidCheckStatus(status)) {
-    return makeError(Error{ErrorCode::kInvalidArgument,
-                                 "Status for checks must 'passing', 'warning', 'critical', got \"" + status + "\""});
+    return makeError(
+        Error{ErrorCode::kInvalidArgument,
+              "Status for checks must 'passing', 'warning', 'critical', got \"" + status + "\""});
   }
   c.checkId = id.empty() ? name : id;
   c.name = name.empty() ? id : name;
@@ -240,7 +265,8 @@ Result<store::RegisterCommand> decodeRegister(std::string_view body) {
   TM_TRY(meta, f.stringMap("NodeMeta"));
   TM_TRY(skip, f.boolean("SkipNodeUpdate"));
   if (node.empty()) return makeError(Error{ErrorCode::kInvalidArgument, "Must provide node"});
-  if (address.empty() && !skip) return makeError(Error{ErrorCode::kInvalidArgument, "Must provide address"});
+  if (address.empty() && !skip)
+    return makeError(Error{ErrorCode::kInvalidArgument, "Must provide address"});
   c.node = {id, node, address, dc, std::move(tagged), std::move(meta), 0, 0};
   c.skipNodeUpdate = skip;
   if (const Json* s = f.find("Service"); s != nullptr && !s->is_null()) {
@@ -248,10 +274,13 @@ Result<store::RegisterCommand> decodeRegister(std::string_view body) {
     c.service = std::move(service);
   }
   std::vector<std::pair<const Json*, std::string>> checks;
-  if (const Json* ch = f.find("Check"); ch != nullptr && !ch->is_null()) checks.push_back({ch, "Check"});
+  if (const Json* ch = f.find("Check"); ch != nullptr && !ch->is_null())
+    checks.push_back({ch, "Check"});
   if (const Json* list = f.find("Checks"); list != nullptr && !list->is_null()) {
-    if (!list->is_array()) return makeError(decodeError("Checks", "expected an array, got " + typeName(*list)));
-    for (size_t i = 0; i < list->size(); ++i) checks.push_back({&(*list)[i], "Checks[" + std::to_string(i) + "]"});
+    if (!list->is_array())
+      return makeError(decodeError("Checks", "expected an array, got " + typeName(*list)));
+    for (size_t i = 0; i < list->size(); ++i)
+      checks.push_back({&(*list)[i], "Checks[" + std::to_string(i) + "]"});
   }
   for (const auto& [cj, path] : checks) {
     TM_TRY(check, decodeCheck(*cj, path));
@@ -358,13 +387,16 @@ Json encodeHealthCheck(const store::Check& c, const std::vector<std::string>& se
           {"ModifyIndex", c.modifyIndex}};
 }
 
-Json encodeCheckServiceNode(const store::Tables& t, const store::NodeEntry& node, const store::Service& s) {
+Json encodeCheckServiceNode(const store::Tables& t, const store::NodeEntry& node,
+                            const store::Service& s) {
   Json checks = Json::array();
   static const std::vector<std::string> kNoTags;
   for (const store::Check* c : t.checksForInstance(node, s.id)) {
     checks.push_back(encodeHealthCheck(*c, c->serviceId.empty() ? kNoTags : s.tags));
   }
-  return {{"Node", encodeNode(node.node)}, {"Service", encodeAgentService(s)}, {"Checks", std::move(checks)}};
+  return {{"Node", encodeNode(node.node)},
+          {"Service", encodeAgentService(s)},
+          {"Checks", std::move(checks)}};
 }
 
 Json encodeKV(const store::KVEntry& e) {

@@ -29,20 +29,26 @@ TEST(DecodeRegister, NamesTheBadField) {
       {"[1]", "expected a JSON object"},
       {R"({"Address":"1.2.3.4"})", "Must provide node"},
       {R"({"Node":"n"})", "Must provide address"},
-      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Port":"80"}})", "Service.Port: expected an integer"},
-      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Port":70000}})", "Service.Port: out of range"},
+      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Port":"80"}})",
+       "Service.Port: expected an integer"},
+      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Port":70000}})",
+       "Service.Port: out of range"},
       {R"({"Node":"n","Address":"a","Service":{"Port":80}})", "Missing service name"},
       {R"({"Node":"n","Address":"a","Service":{"Service":"s","Tags":[1]}})", "Service.Tags[0]"},
-      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Meta":{"k":1}}})", "Service.Meta[\"k\"]"},
+      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Meta":{"k":1}}})",
+       "Service.Meta[\"k\"]"},
       {R"({"Node":"n","Address":"a","Check":{"Name":"c","Status":"fluffy"}})", "must 'passing'"},
-      {R"({"Node":"n","Address":"a","Checks":[{"Status":"passing"}]})", "Checks[0] needs a CheckID or a Name"},
+      {R"({"Node":"n","Address":"a","Checks":[{"Status":"passing"}]})",
+       "Checks[0] needs a CheckID or a Name"},
       {R"({"Node":5,"Address":"a"})", "Node: expected a string, got number"},
-      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Address":"0.0.0.0"}})", "Invalid service address"},
+      {R"({"Node":"n","Address":"a","Service":{"Service":"s","Address":"0.0.0.0"}})",
+       "Invalid service address"},
   };
   for (const auto& c : cases) {
     auto r = decodeRegister(c.body);
     ASSERT_FALSE(r.has_value()) << c.body;
-    EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << c.body << " → " << r.error().message;
+    EXPECT_NE(r.error().message.find(c.expect), std::string::npos)
+        << c.body << " → " << r.error().message;
   }
 }
 

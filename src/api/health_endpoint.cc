@@ -5,7 +5,9 @@
 namespace taskmesh::api {
 namespace {
 
-net::HttpResponse json(const Json& j) { return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace)); }
+net::HttpResponse json(const Json& j) {
+  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
 
 const std::vector<std::string>& tagsOf(const store::Tables& t, const store::Check& c) {
   static const std::vector<std::string> kNone;
@@ -19,7 +21,8 @@ const std::vector<std::string>& tagsOf(const store::Tables& t, const store::Chec
 }  // namespace
 
 Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_view rest) {
-  if (req.method != "GET") co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+  if (req.method != "GET")
+    co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
 
   if (rest.starts_with("service/") || rest.starts_with("connect/")) {
     bool connect = rest.starts_with("connect/");
@@ -30,45 +33,45 @@ Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_
     std::vector<std::string> tags = req.params("tag");
     bool onlyPassing = *passing;
     store::WatchSpec spec{.services = connect, .checks = connect, .serviceNames = {name}};
-    co_return co_await blocking(req, spec,
-        [name, tags, onlyPassing, connect](const store::Tables& t) {
-          Json out = Json::array();
-          auto visit = [&](const store::NodeEntry& entry, const store::Service& s) {
-            for (const auto& tag : tags) {
-              if (std::find(s.tags.begin(), s.tags.end(), tag) == s.tags.end()) return;
-            }
-            if (onlyPassing) {
-              for (const store::Check* c : t.checksForInstance(entry, s.id)) {
-                if (c->status != store::kPassing) return;
-              }
-            }
-            out.push_back(encodeCheckServiceNode(t, entry, s));
-          };
-          if (!connect) {
-            if (auto it = t.serviceInstances.find(name); it != t.serviceInstances.end()) {
-              for (const auto& [node, id] : it->second) {
-                const auto& entry = t.nodes.at(node);
-                visit(entry, entry.services.at(id));
-              }
-            }
-            return Answer{t.indexForService(name), json(out)};
+    Run run = [name, tags, onlyPassing, connect](const store::Tables& t) {
+      Json out = Json::array();
+      auto visit = [&](const store::NodeEntry& entry, const store::Service& s) {
+        for (const auto& tag : tags) {
+          if (std::find(s.tags.begin(), s.tags.end(), tag) == s.tags.end()) return;
+        }
+        if (onlyPassing) {
+          for (const store::Check* c : t.checksForInstance(entry, s.id)) {
+            if (c->status != store::kPassing) return;
           }
-          for (const auto& [node, entry] : t.nodes) {
-            for (const auto& [id, s] : entry.services) {
-              if (s.kind == "connect-proxy" && s.proxy.is_object() &&
-                  s.proxy.value("DestinationServiceName", "") == name) {
-                visit(entry, s);
-              }
-            }
+        }
+        out.push_back(encodeCheckServiceNode(t, entry, s));
+      };
+      if (!connect) {
+        if (auto it = t.serviceInstances.find(name); it != t.serviceInstances.end()) {
+          for (const auto& [node, id] : it->second) {
+            const auto& entry = t.nodes.at(node);
+            visit(entry, entry.services.at(id));
           }
-          return Answer{std::max(t.servicesIndex, t.checksIndex), json(out)};
-        });
+        }
+        return Answer{t.indexForService(name), json(out)};
+      }
+      for (const auto& [node, entry] : t.nodes) {
+        for (const auto& [id, s] : entry.services) {
+          if (s.kind == "connect-proxy" && s.proxy.is_object() &&
+              s.proxy.value("DestinationServiceName", "") == name) {
+            visit(entry, s);
+          }
+        }
+      }
+      return Answer{std::max(t.servicesIndex, t.checksIndex), json(out)};
+    };
+    co_return co_await blocking(req, spec, run);
   }
   if (rest.starts_with("checks/")) {
     std::string name(rest.substr(7));
     if (name.empty()) co_return net::HttpResponse::text(400, "Missing service name");
     store::WatchSpec spec{.serviceNames = {name}};
-    co_return co_await blocking(req, spec, [name](const store::Tables& t) {
+    Run run = [name](const store::Tables& t) {
       Json out = Json::array();
       if (auto it = t.serviceInstances.find(name); it != t.serviceInstances.end()) {
         for (const auto& [node, id] : it->second) {
@@ -80,38 +83,45 @@ Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_
         }
       }
       return Answer{t.indexForService(name), json(out)};
-    });
+    };
+    co_return co_await blocking(req, spec, run);
   }
   if (rest.starts_with("node/")) {
     std::string node(rest.substr(5));
     if (node.empty()) co_return net::HttpResponse::text(400, "Missing node name");
     store::WatchSpec spec{.checks = true};
-    co_return co_await blocking(req, spec, [node](const store::Tables& t) {
+    Run run = [node](const store::Tables& t) {
       Json out = Json::array();
       if (auto it = t.nodes.find(node); it != t.nodes.end()) {
-        for (const auto& [cid, c] : it->second.checks) out.push_back(encodeHealthCheck(c, tagsOf(t, c)));
+        for (const auto& [cid, c] : it->second.checks)
+          out.push_back(encodeHealthCheck(c, tagsOf(t, c)));
       }
       return Answer{t.checksIndex, json(out)};
-    });
+    };
+    co_return co_await blocking(req, spec, run);
   }
   if (rest.starts_with("state/")) {
     std::string state(rest.substr(6));
     if (state.empty()) co_return net::HttpResponse::text(400, "Missing check state");
     if (state != "any" && !isValidCheckStatus(state)) {
-      co_return net::HttpResponse::text(400, "Invalid check state \"" + state + "\": want any, passing, warning or critical");
+      co_return net::HttpResponse::text(
+          400, "Invalid check state \"" + state + "\": want any, passing, warning or critical");
     }
     store::WatchSpec spec{.checks = true};
-    co_return co_await blocking(req, spec, [state](const store::Tables& t) {
+    Run run = [state](const store::Tables& t) {
       Json out = Json::array();
       for (const auto& [name, entry] : t.nodes) {
         for (const auto& [cid, c] : entry.checks) {
-          if (state == "any" || c.status == state) out.push_back(encodeHealthCheck(c, tagsOf(t, c)));
+          if (state == "any" || c.status == state)
+            out.push_back(encodeHealthCheck(c, tagsOf(t, c)));
         }
       }
       return Answer{t.checksIndex, json(out)};
-    });
+    };
+    co_return co_await blocking(req, spec, run);
   }
-  co_return net::HttpResponse::text(404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+  co_return net::HttpResponse::text(
+      404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
 
 }  // namespace taskmesh::api

@@ -9,11 +9,21 @@ namespace taskmesh::api {
 net::HttpResponse errorResponse(const Error& e) {
   int status = 500;
   switch (e.code) {
-    case ErrorCode::kInvalidArgument: status = 400; break;
-    case ErrorCode::kNotFound: status = 404; break;
-    case ErrorCode::kTooLarge: status = 413; break;
-    case ErrorCode::kConflict: status = 409; break;
-    default: status = 500; break;
+    case ErrorCode::kInvalidArgument:
+      status = 400;
+      break;
+    case ErrorCode::kNotFound:
+      status = 404;
+      break;
+    case ErrorCode::kTooLarge:
+      status = 413;
+      break;
+    case ErrorCode::kConflict:
+      status = 409;
+      break;
+    default:
+      status = 500;
+      break;
   }
   return net::HttpResponse::text(status, e.message);
 }
@@ -29,13 +39,16 @@ Awaitable<net::HttpResponse> HttpApi::handle(net::HttpRequest& req) {
     path.remove_prefix(prefix.size());
     return true;
   };
-  if (strip("/v1/kv/")) co_return co_await kv(req, std::string(path));
-  if (path == "/v1/kv") co_return co_await kv(req, "");
+  if (strip("/v1/kv/") || path == "/v1/kv") {
+    std::string key(path == "/v1/kv" ? std::string_view() : path);
+    co_return co_await kv(req, key);
+  }
   if (strip("/v1/catalog/")) co_return co_await catalog(req, path);
   if (strip("/v1/health/")) co_return co_await health(req, path);
   if (strip("/v1/status/")) co_return status(req, path);
   if (strip("/v1/agent/")) co_return agent(req, path);
-  co_return net::HttpResponse::text(404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+  co_return net::HttpResponse::text(
+      404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
 
 void HttpApi::setReadHeaders(net::HttpResponse& r, uint64_t index, bool stale) const {
@@ -46,14 +59,17 @@ void HttpApi::setReadHeaders(net::HttpResponse& r, uint64_t index, bool stale) c
 }
 
 Awaitable<net::HttpResponse> HttpApi::blocking(const net::HttpRequest& req,
-                                               const store::WatchSpec& spec, Run run) {
+                                               const store::WatchSpec& spec, const Run& run) {
   auto q = parseQueryOptions(req);
   if (!q) co_return errorResponse(q.error());
-  if (!q->stale && !cluster_.isLeader()) co_return net::HttpResponse::text(500, "No cluster leader");
+  if (!q->stale && !cluster_.isLeader())
+    co_return net::HttpResponse::text(500, "No cluster leader");
   // Consul adds up to wait/16 of jitter so that many watchers do not return together.
   static thread_local std::minstd_rand rng{std::random_device{}()};
   auto jitter = std::chrono::milliseconds(
-      q->wait.count() >= 16 ? static_cast<int64_t>(rng() % static_cast<uint64_t>(q->wait.count() / 16)) : 0);
+      q->wait.count() >= 16
+          ? static_cast<int64_t>(rng() % static_cast<uint64_t>(q->wait.count() / 16))
+          : 0);
   auto deadline = std::chrono::steady_clock::now() + q->wait + jitter;
   for (;;) {
     Answer a = store_.read(run);
@@ -74,9 +90,9 @@ Awaitable<net::HttpResponse> HttpApi::blocking(const net::HttpRequest& req,
   }
 }
 
-Awaitable<net::HttpResponse> HttpApi::write(store::Command command, bool boolBody) {
+Awaitable<net::HttpResponse> HttpApi::write(const store::Command& command, bool boolBody) {
   if (!cluster_.isLeader()) co_return net::HttpResponse::text(500, "No cluster leader");
-  Result<store::ApplyResult> r = co_await cluster_.apply(std::move(command));
+  Result<store::ApplyResult> r = co_await cluster_.apply(command);
   if (!r) co_return errorResponse(r.error());
   if (r->error) co_return errorResponse(*r->error);
   net::HttpResponse resp = net::HttpResponse::json(boolBody ? (r->value ? "true" : "false") : "");
@@ -85,14 +101,17 @@ Awaitable<net::HttpResponse> HttpApi::write(store::Command command, bool boolBod
 }
 
 net::HttpResponse HttpApi::status(const net::HttpRequest& req, std::string_view rest) {
-  if (req.method != "GET") return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+  if (req.method != "GET")
+    return net::HttpResponse::text(405, "method " + req.method + " not allowed");
   if (rest == "leader") return net::HttpResponse::json(Json(cluster_.leaderAddress()).dump());
   if (rest == "peers") return net::HttpResponse::json(Json(cluster_.peers()).dump());
-  return net::HttpResponse::text(404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+  return net::HttpResponse::text(
+      404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
 
 net::HttpResponse HttpApi::agent(const net::HttpRequest& req, std::string_view rest) {
-  if (req.method != "GET") return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+  if (req.method != "GET")
+    return net::HttpResponse::text(405, "method " + req.method + " not allowed");
   Json member{{"Name", info_.nodeName},
               {"Addr", info_.advertiseAddress},
               {"Port", 8301},
@@ -120,14 +139,16 @@ net::HttpResponse HttpApi::agent(const net::HttpRequest& req, std::string_view r
                 {"Version", info_.version},
                 {"Revision", "taskmesh"}}},
               {"DebugConfig", Json::object()},
-              {"Coord", {{"Adjustment", 0}, {"Error", 1.5}, {"Vec", std::vector<int>(8, 0)}, {"Height", 0}}},
+              {"Coord",
+               {{"Adjustment", 0}, {"Error", 1.5}, {"Vec", std::vector<int>(8, 0)}, {"Height", 0}}},
               {"Member", member},
               {"Stats", {{"raft", {{"state", cluster_.isLeader() ? "Leader" : "Follower"}}}}},
               {"Meta", Json::object()}};
     return net::HttpResponse::json(dump(self, req.has("pretty")));
   }
   if (rest == "members") return net::HttpResponse::json(Json::array({member}).dump());
-  return net::HttpResponse::text(404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+  return net::HttpResponse::text(
+      404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
 
 }  // namespace taskmesh::api

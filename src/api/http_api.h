@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "api/query.h"
 #include "base/result.h"
 #include "net/asio.h"
 #include "net/http.h"
-#include "api/query.h"
 #include "store/state_store.h"
 #include "store/watch_hub.h"
 
@@ -20,7 +20,7 @@ namespace taskmesh::api {
 
 // What the API needs from the consensus layer; src/server wires it to the Raft node.
 struct Cluster {
-  std::function<Awaitable<Result<store::ApplyResult>>(store::Command)> apply;
+  std::function<Awaitable<Result<store::ApplyResult>>(const store::Command&)> apply;
   std::function<bool()> isLeader;     // leader, with every earlier entry applied
   std::function<bool()> knownLeader;  // some server is known to lead
   std::function<std::string()> leaderAddress;
@@ -55,9 +55,12 @@ class HttpApi {
 
   // Runs `run` now and, for ?index requests, again after every matching change until the
   // index moves past the requested one or ?wait runs out. Sets the X-Consul-* headers.
+  //
+  // g++ 12 destroys temporaries bound to coroutine parameters twice, so every coroutine here
+  // takes references and callers pass named locals, never temporaries.
   Awaitable<net::HttpResponse> blocking(const net::HttpRequest& req, const store::WatchSpec& spec,
-                                        Run run);
-  Awaitable<net::HttpResponse> write(store::Command command, bool boolBody);
+                                        const Run& run);
+  Awaitable<net::HttpResponse> write(const store::Command& command, bool boolBody);
   void setReadHeaders(net::HttpResponse& r, uint64_t index, bool stale) const;
 
   Awaitable<net::HttpResponse> catalog(net::HttpRequest& req, std::string_view rest);

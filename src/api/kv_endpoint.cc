@@ -7,12 +7,17 @@
 namespace taskmesh::api {
 namespace {
 
-net::HttpResponse json(const Json& j) { return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace)); }
+net::HttpResponse json(const Json& j) {
+  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
 
 Result<std::optional<uint64_t>> optionalUint(const net::HttpRequest& req, const std::string& name) {
   if (!req.has(name)) return std::optional<uint64_t>();
   auto v = parseUint(req.param(name), name);
-  if (!v) return makeError(ErrorCode::kInvalidArgument, "Invalid " + name + " value \"" + req.param(name) + "\": want an unsigned integer");
+  if (!v)
+    return makeError(
+        ErrorCode::kInvalidArgument,
+        "Invalid " + name + " value \"" + req.param(name) + "\": want an unsigned integer");
   return std::optional<uint64_t>(*v);
 }
 
@@ -24,21 +29,24 @@ Awaitable<net::HttpResponse> HttpApi::kv(net::HttpRequest& req, const std::strin
     if (key.empty()) co_return net::HttpResponse::text(400, "Missing key name");
     if (req.has("acquire") || req.has("release")) {
       if (req.has("cas") || (req.has("acquire") && req.has("release"))) {
-        co_return net::HttpResponse::text(400, "Conflicting flags: cas, acquire and release are mutually exclusive");
+        co_return net::HttpResponse::text(
+            400, "Conflicting flags: cas, acquire and release are mutually exclusive");
       }
-      co_return net::HttpResponse::text(400, "Sessions are not supported: ?acquire and ?release cannot be used");
+      co_return net::HttpResponse::text(
+          400, "Sessions are not supported: ?acquire and ?release cannot be used");
     }
     if (req.body.size() > kMaxKVValueBytes) {
-      co_return net::HttpResponse::text(413, "Request body(" + std::to_string(req.body.size()) +
-                                                 " bytes) too large, max size: " +
-                                                 std::to_string(kMaxKVValueBytes) + " bytes");
+      co_return net::HttpResponse::text(
+          413, "Request body(" + std::to_string(req.body.size()) +
+                   " bytes) too large, max size: " + std::to_string(kMaxKVValueBytes) + " bytes");
     }
     auto flags = optionalUint(req, "flags");
     if (!flags) co_return errorResponse(flags.error());
     auto cas = optionalUint(req, "cas");
     if (!cas) co_return errorResponse(cas.error());
-    store::KVSetCommand c{key, std::move(req.body), flags->value_or(0), *cas};
-    co_return co_await write(std::move(c), true);
+    store::Command command =
+        store::KVSetCommand{key, std::move(req.body), flags->value_or(0), *cas};
+    co_return co_await write(command, true);
   }
   if (req.method == "DELETE") {
     auto recurse = parseBoolParam(req, "recurse");
@@ -47,11 +55,14 @@ Awaitable<net::HttpResponse> HttpApi::kv(net::HttpRequest& req, const std::strin
     auto cas = optionalUint(req, "cas");
     if (!cas) co_return errorResponse(cas.error());
     if (*recurse && cas->has_value()) {
-      co_return net::HttpResponse::text(400, "Conflicting flags: cas and recurse cannot be combined");
+      co_return net::HttpResponse::text(400,
+                                        "Conflicting flags: cas and recurse cannot be combined");
     }
-    co_return co_await write(store::KVDeleteCommand{key, *recurse, *cas}, true);
+    store::Command command = store::KVDeleteCommand{key, *recurse, *cas};
+    co_return co_await write(command, true);
   }
-  net::HttpResponse r = net::HttpResponse::text(405, "method " + req.method + " not allowed: use GET, PUT or DELETE");
+  net::HttpResponse r =
+      net::HttpResponse::text(405, "method " + req.method + " not allowed: use GET, PUT or DELETE");
   r.headers.emplace_back("Allow", "GET, PUT, DELETE");
   co_return r;
 }
@@ -68,7 +79,7 @@ Awaitable<net::HttpResponse> HttpApi::kvGet(net::HttpRequest& req, const std::st
   } else {
     spec.kvKeys = {key};
   }
-  co_return co_await blocking(req, spec, [key, keys, recurse, raw, separator](const store::Tables& t) {
+  Run run = [key, keys, recurse, raw, separator](const store::Tables& t) {
     uint64_t index = t.kvsIndex;
     if (!recurse) {
       auto it = t.kvs.find(key);
@@ -102,7 +113,8 @@ Awaitable<net::HttpResponse> HttpApi::kvGet(net::HttpRequest& req, const std::st
     }
     if (!keys && out.empty()) return Answer{index, net::HttpResponse::text(404, "")};
     return Answer{index, json(out)};
-  });
+  };
+  co_return co_await blocking(req, spec, run);
 }
 
 }  // namespace taskmesh::api

@@ -5,7 +5,8 @@
 namespace taskmesh::api {
 
 Result<uint64_t> parseUint(const std::string& text, const std::string& what) {
-  if (text.empty() || text.size() > 20) return makeError(ErrorCode::kInvalidArgument, "Invalid " + what);
+  if (text.empty() || text.size() > 20)
+    return makeError(ErrorCode::kInvalidArgument, "Invalid " + what);
   uint64_t v = 0;
   for (char c : text) {
     if (c < '0' || c > '9') return makeError(ErrorCode::kInvalidArgument, "Invalid " + what);
@@ -19,8 +20,10 @@ Result<uint64_t> parseUint(const std::string& text, const std::string& what) {
 Result<bool> parseBoolParam(const net::HttpRequest& req, const std::string& name) {
   if (!req.has(name)) return false;
   std::string v = req.param(name);
-  if (v.empty() || v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True") return true;
-  if (v == "0" || v == "f" || v == "F" || v == "false" || v == "FALSE" || v == "False") return false;
+  if (v.empty() || v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True")
+    return true;
+  if (v == "0" || v == "f" || v == "F" || v == "false" || v == "FALSE" || v == "False")
+    return false;
   return makeError(ErrorCode::kInvalidArgument, "Invalid value for ?" + name);
 }
 

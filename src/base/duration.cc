@@ -11,9 +11,8 @@ struct Unit {
   std::string_view name;
   double nanos;
 };
-constexpr Unit kUnits[] = {{"ns", 1.0},         {"us", 1e3},          {"\xC2\xB5s", 1e3},
-                           {"\xCE\xBCs", 1e3},  {"ms", 1e6},          {"s", 1e9},
-                           {"m", 60e9},         {"h", 3600e9}};
+constexpr Unit kUnits[] = {{"ns", 1.0}, {"us", 1e3}, {"\xC2\xB5s", 1e3}, {"\xCE\xBCs", 1e3},
+                           {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},        {"h", 3600e9}};
 
 Result<std::chrono::nanoseconds> invalid(std::string_view text) {
   return makeError(ErrorCode::kInvalidArgument,
@@ -63,8 +62,8 @@ Result<std::chrono::nanoseconds> parseDuration(std::string_view text) {
       }
     }
     if (unit == nullptr) {
-      return makeError(ErrorCode::kInvalidArgument, "time: missing or unknown unit in duration \"" +
-                                                        std::string(text) + "\"");
+      return makeError(ErrorCode::kInvalidArgument,
+                       "time: missing or unknown unit in duration \"" + std::string(text) + "\"");
     }
     s.remove_prefix(unit->name.size());
     total += value * unit->nanos;

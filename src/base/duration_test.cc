@@ -22,8 +22,7 @@ TEST(Duration, RejectsBadInputNamingIt) {
   for (const char* bad : {"", "10", "s", "nope", "10x", "1..5s", "-", "5 s"}) {
     auto r = parseDuration(bad);
     ASSERT_FALSE(r.has_value()) << bad;
-    EXPECT_NE(r.error().message.find("invalid duration"), std::string::npos)
-        << r.error().message;
+    EXPECT_NE(r.error().message.find("invalid duration"), std::string::npos) << r.error().message;
   }
 }
 

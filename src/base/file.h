@@ -1,9 +1,9 @@
 #pragma once
 // Files that other processes read must never be seen half-written.
 
+#include <sys/types.h>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 
 #include "base/result.h"
 

@@ -43,7 +43,8 @@ class BoundedSax : public nlohmann::detail::json_sax_dom_parser<Json> {
   std::string error_;
 };
 
-Result<Json> parse(std::string_view bytes, nlohmann::detail::input_format_t format, size_t maxDepth) {
+Result<Json> parse(std::string_view bytes, nlohmann::detail::input_format_t format,
+                   size_t maxDepth) {
   Json result;
   BoundedSax sax(result, maxDepth);
   bool ok = false;
@@ -52,7 +53,9 @@ Result<Json> parse(std::string_view bytes, nlohmann::detail::input_format_t form
   } catch (const std::exception& e) {
     return makeError(ErrorCode::kInvalidArgument, e.what());
   }
-  if (!ok) return makeError(ErrorCode::kInvalidArgument, sax.error().empty() ? "malformed input" : sax.error());
+  if (!ok)
+    return makeError(ErrorCode::kInvalidArgument,
+                     sax.error().empty() ? "malformed input" : sax.error());
   return result;
 }
 

@@ -18,14 +18,14 @@
 namespace taskmesh {
 
 enum class ErrorCode {
-  kInvalidArgument,   // outside input is malformed (→ HTTP 400)
-  kNotFound,          // the named thing does not exist (→ 404)
-  kConflict,          // a precondition such as a CAS index failed
-  kTooLarge,          // a body or value over its limit (→ 413)
-  kUnavailable,       // no leader, shutting down, peer unreachable (→ 500/503)
-  kTimeout,           // a wait ran out
-  kIo,                // a file or socket operation failed
-  kInternal,          // a broken internal invariant reported as a value
+  kInvalidArgument,  // outside input is malformed (→ HTTP 400)
+  kNotFound,         // the named thing does not exist (→ 404)
+  kConflict,         // a precondition such as a CAS index failed
+  kTooLarge,         // a body or value over its limit (→ 413)
+  kUnavailable,      // no leader, shutting down, peer unreachable (→ 500/503)
+  kTimeout,          // a wait ran out
+  kIo,               // a file or socket operation failed
+  kInternal,         // a broken internal invariant reported as a value
 };
 
 struct Error {
@@ -39,7 +39,9 @@ using Result = std::expected<T, Error>;
 inline std::unexpected<Error> makeError(ErrorCode code, std::string message) {
   return std::unexpected<Error>(Error{code, std::move(message)});
 }
-inline std::unexpected<Error> makeError(Error error) { return std::unexpected<Error>(std::move(error)); }
+inline std::unexpected<Error> makeError(Error error) {
+  return std::unexpected<Error>(std::move(error));
+}
 #else
 struct Unexpected {
   Error error;
@@ -51,7 +53,7 @@ inline Unexpected makeError(Error error) { return Unexpected{std::move(error)}; 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}         // NOLINT
   Result(Unexpected e) : v_(std::in_place_index<1>, std::move(e.error)) {}  // NOLINT
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }

@@ -37,7 +37,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     auto self = shared_from_this();
     while (acceptor.is_open()) {
       boost::system::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket socket =
+          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         logger()->warn("accept failed error=\"{}\"", ec.message());
@@ -65,16 +66,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       parser.body_limit(options.maxBodyBytes);
       stream.expires_after(first ? options.readTimeout : options.idleTimeout);
       first = false;
-      co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await bhttp::async_read(stream, buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
+        // Named locals, not temporaries, as coroutine arguments (g++ 12 coroutine bug).
         if (ec == bhttp::error::body_limit) {
-          co_await writeError(stream, 413,
-                              "Request body too large, max size: " +
-                                  std::to_string(options.maxBodyBytes) + " bytes");
+          std::string text = "Request body too large, max size: " +
+                             std::to_string(options.maxBodyBytes) + " bytes";
+          co_await writeError(stream, 413, text);
         } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
                    ec != asio::error::eof && ec != asio::error::connection_reset &&
                    ec != asio::error::operation_aborted) {
-          co_await writeError(stream, 400, "Bad request: " + ec.message());
+          std::string text = "Bad request: " + ec.message();
+          co_await writeError(stream, 400, text);
         }
         break;
       }
@@ -110,9 +114,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     stream.socket().close(ec);
   }
 
-  Awaitable<void> writeError(beast::tcp_stream& stream, int status, std::string text) {
+  Awaitable<void> writeError(beast::tcp_stream& stream, int status, const std::string& text) {
     boost::system::error_code ec;
-    auto res = toBeast(HttpResponse::text(status, std::move(text)), 11, false);
+    auto res = toBeast(HttpResponse::text(status, text), 11, false);
     stream.expires_after(options.writeTimeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
   }

@@ -1,8 +1,12 @@
 #include "raft/raft_node.h"
 
+#include <uv.h>
+
+// libraft's headers have no extern "C" guards.
+extern "C" {
 #include <raft.h>
 #include <raft/uv.h>
-#include <uv.h>
+}
 
 #include <cstring>
 #include <filesystem>
@@ -59,7 +63,8 @@ Result<void> RaftNode::start() {
     wake_ = std::make_unique<uv_async_s>();
     poll_ = std::make_unique<uv_timer_s>();
     auto fail = [&](const std::string& what, int rv, const char* detail) {
-      started.set_value(makeError(ErrorCode::kIo, what + ": " + (detail ? detail : raft_strerror(rv))));
+      started.set_value(
+          makeError(ErrorCode::kIo, what + ": " + (detail ? detail : raft_strerror(rv))));
     };
     uv_loop_init(loop_.get());
     int rv = raft_uv_tcp_init(transport_.get(), loop_.get());
@@ -82,16 +87,16 @@ Result<void> RaftNode::start() {
       raft_configuration_add(&conf, options_.id, options_.address.c_str(), RAFT_VOTER);
       rv = raft_bootstrap(raft_.get(), &conf);
       raft_configuration_close(&conf);
-      if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) return fail("raft bootstrap", rv, raft_errmsg(raft_.get()));
+      if (rv != 0 && rv != RAFT_CANTBOOTSTRAP)
+        return fail("raft bootstrap", rv, raft_errmsg(raft_.get()));
     }
     raft_set_snapshot_threshold(raft_.get(), options_.snapshotThreshold);
     raft_set_snapshot_trailing(raft_.get(), options_.snapshotTrailing);
     rv = raft_start(raft_.get());
     if (rv != 0) return fail("raft start", rv, raft_errmsg(raft_.get()));
     wake_->data = this;
-    uv_async_init(loop_.get(), wake_.get(), [](uv_async_t* h) {
-      static_cast<RaftNode*>(h->data)->drainQueue();
-    });
+    uv_async_init(loop_.get(), wake_.get(),
+                  [](uv_async_t* h) { static_cast<RaftNode*>(h->data)->drainQueue(); });
     poll_->data = this;
     uv_timer_init(loop_.get(), poll_.get());
     uv_timer_start(
@@ -172,15 +177,17 @@ void RaftNode::drainQueue() {
     auto* req = new ApplyRequest;
     req->req.data = req;
     req->done = std::move(p.done);
-    int rv = raft_apply(raft_.get(), &req->req, &buf, 1, [](struct ::raft_apply* r, int status, void* result) {
-      auto* ar = static_cast<ApplyRequest*>(r->data);
-      if (status != 0) {
-        ar->done(makeError(ErrorCode::kUnavailable, std::string("raft: ") + raft_strerror(status)));
-      } else {
-        ar->done(*static_cast<store::ApplyResult*>(result));
-      }
-      delete ar;
-    });
+    int rv = raft_apply(
+        raft_.get(), &req->req, &buf, 1, [](struct ::raft_apply* r, int status, void* result) {
+          auto* ar = static_cast<ApplyRequest*>(r->data);
+          if (status != 0) {
+            ar->done(
+                makeError(ErrorCode::kUnavailable, std::string("raft: ") + raft_strerror(status)));
+          } else {
+            ar->done(*static_cast<store::ApplyResult*>(result));
+          }
+          delete ar;
+        });
     if (rv != 0) {
       raft_free(buf.base);
       req->done(makeError(ErrorCode::kUnavailable, std::string("raft: ") + raft_strerror(rv)));
@@ -232,7 +239,8 @@ void RaftNode::pollState() {
 int RaftNode::fsmApply(struct ::raft_fsm* fsm, const struct ::raft_buffer* buf, void** result) {
   auto* self = static_cast<RaftNode*>(fsm->data);
   uint64_t index = raft_last_applied(self->raft_.get()) + 1;
-  auto command = store::decodeCommand(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  auto command =
+      store::decodeCommand(std::string_view(static_cast<const char*>(buf->base), buf->len));
   if (!command) {
     // A log entry this build cannot read: keep the log moving and say so loudly.
     logger()->error("skipping undecodable log entry index={} error=\"{}\"", index,

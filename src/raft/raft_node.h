@@ -33,10 +33,10 @@ struct uv_timer_s;
 namespace taskmesh::raft {
 
 struct RaftOptions {
-  std::string dataDir;      // holds the log segments and snapshots
-  uint64_t id = 1;          // this server's Raft ID
-  std::string address;      // "IP:PORT" other servers reach for Raft traffic
-  bool bootstrap = false;   // on a pristine data dir, start a cluster of this one voter
+  std::string dataDir;                 // holds the log segments and snapshots
+  uint64_t id = 1;                     // this server's Raft ID
+  std::string address;                 // "IP:PORT" other servers reach for Raft traffic
+  bool bootstrap = false;              // on a pristine data dir, start a cluster of this one voter
   unsigned snapshotThreshold = 16384;  // entries between snapshots
   unsigned snapshotTrailing = 4096;    // entries kept in the log after a snapshot
 };

@@ -26,7 +26,8 @@ Json encodeBody(const DeregisterCommand& c) {
   return {{"node", c.node}, {"sid", c.serviceId}, {"cid", c.checkId}};
 }
 Json encodeBody(const KVSetCommand& c) {
-  Json j{{"k", c.key}, {"v", Json::binary_t(std::vector<uint8_t>(c.value.begin(), c.value.end()))},
+  Json j{{"k", c.key},
+         {"v", Json::binary_t(std::vector<uint8_t>(c.value.begin(), c.value.end()))},
          {"f", c.flags}};
   if (c.cas) j["cas"] = *c.cas;
   return j;
@@ -93,25 +94,42 @@ Command decodeBody(int type, const Json& j) {
 }  // namespace
 
 std::string encodeCommand(const Command& command) {
-  Json j{{"t", typeOf(command)}, {"b", std::visit([](const auto& v) { return encodeBody(v); }, command)}};
+  Json j{{"t", typeOf(command)},
+         {"b", std::visit([](const auto& v) { return encodeBody(v); }, command)}};
   std::vector<uint8_t> bytes = Json::to_msgpack(j);
+  // libraft 0.15 writes entries padded to 8 bytes but reads a closed segment back assuming
+  // the unpadded length, so an entry whose length is not a multiple of 8 corrupts the log on
+  // restart. Pad here with MessagePack nil bytes; the top-level value always ends with its
+  // "t" integer, so the decoder can strip them unambiguously.
+  bytes.resize((bytes.size() + 7) / 8 * 8, 0xc0);
   return std::string(bytes.begin(), bytes.end());
 }
 
 Result<Command> decodeCommand(std::string_view bytes) {
   try {
+    for (int pad = 0; pad < 7 && !bytes.empty() && static_cast<uint8_t>(bytes.back()) == 0xc0; ++pad) {
+      bytes.remove_suffix(1);
+    }
     auto parsed = parseMsgpackBounded(bytes);
-    if (!parsed) return makeError(ErrorCode::kInvalidArgument, "cannot decode command: " + parsed.error().message);
+    if (!parsed)
+      return makeError(ErrorCode::kInvalidArgument,
+                       "cannot decode command: " + parsed.error().message);
     const Json& j = *parsed;
     return decodeBody(j.at("t").get<int>(), j.at("b"));
   } catch (const std::exception& e) {
-    return makeError(ErrorCode::kInvalidArgument, std::string("cannot decode command: ") + e.what());
+    return makeError(ErrorCode::kInvalidArgument,
+                     std::string("cannot decode command: ") + e.what());
   }
 }
 
 Json toJson(const Node& n) {
-  return {{"id", n.id},       {"name", n.name}, {"addr", n.address}, {"dc", n.datacenter},
-          {"tagged", n.taggedAddresses},        {"meta", n.meta},    {"ci", n.createIndex},
+  return {{"id", n.id},
+          {"name", n.name},
+          {"addr", n.address},
+          {"dc", n.datacenter},
+          {"tagged", n.taggedAddresses},
+          {"meta", n.meta},
+          {"ci", n.createIndex},
           {"mi", n.modifyIndex}};
 }
 void fromJson(const Json& j, Node& n) {
@@ -167,9 +185,10 @@ void fromJson(const Json& j, Service& s) {
 }
 
 Json toJson(const Check& c) {
-  return {{"node", c.node},    {"id", c.checkId},       {"name", c.name},     {"st", c.status},
-          {"notes", c.notes},  {"out", c.output},       {"sid", c.serviceId}, {"sname", c.serviceName},
-          {"type", c.type},    {"int", c.interval},     {"to", c.timeout},    {"def", c.definition},
+  return {{"node", c.node},      {"id", c.checkId},        {"name", c.name},
+          {"st", c.status},      {"notes", c.notes},       {"out", c.output},
+          {"sid", c.serviceId},  {"sname", c.serviceName}, {"type", c.type},
+          {"int", c.interval},   {"to", c.timeout},        {"def", c.definition},
           {"ci", c.createIndex}, {"mi", c.modifyIndex}};
 }
 void fromJson(const Json& j, Check& c) {

@@ -44,8 +44,8 @@ ApplyResult StateStore::applyOne(uint64_t index, const RegisterCommand& c) {
   for (const Check& check : c.checks) {
     if (check.serviceId.empty()) continue;
     bool inCommand = c.service && c.service->id == check.serviceId;
-    bool onNode = existing != tables_.nodes.end() &&
-                  existing->second.services.contains(check.serviceId);
+    bool onNode =
+        existing != tables_.nodes.end() && existing->second.services.contains(check.serviceId);
     if (!inCommand && !onNode) {
       r.error = Error{ErrorCode::kInvalidArgument,
                       "Missing service registration: check \"" + check.checkId +
@@ -260,15 +260,21 @@ std::string StateStore::snapshot() const {
     for (const auto& [id, s] : entry.services) services.push_back(toJson(s));
     Json checks = Json::array();
     for (const auto& [id, c] : entry.checks) checks.push_back(toJson(c));
-    nodes.push_back({{"node", toJson(entry.node)}, {"svcs", std::move(services)}, {"checks", std::move(checks)}});
+    nodes.push_back({{"node", toJson(entry.node)},
+                     {"svcs", std::move(services)},
+                     {"checks", std::move(checks)}});
   }
   Json kvs = Json::array();
   for (const auto& [k, e] : t.kvs) kvs.push_back(toJson(e));
   Json j{{"version", 1},
          {"nodes", std::move(nodes)},
          {"kvs", std::move(kvs)},
-         {"idx", {{"nodes", t.nodesIndex}, {"services", t.servicesIndex}, {"checks", t.checksIndex},
-                  {"kvs", t.kvsIndex}, {"last", t.lastIndex}}},
+         {"idx",
+          {{"nodes", t.nodesIndex},
+           {"services", t.servicesIndex},
+           {"checks", t.checksIndex},
+           {"kvs", t.kvsIndex},
+           {"last", t.lastIndex}}},
          {"svcidx", t.serviceIndex}};
   std::vector<uint8_t> bytes = Json::to_msgpack(j);
   return std::string(bytes.begin(), bytes.end());
@@ -278,7 +284,9 @@ Result<void> StateStore::restore(std::string_view bytes) {
   Tables t;
   try {
     auto parsed = parseMsgpackBounded(bytes);
-    if (!parsed) return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: " + parsed.error().message);
+    if (!parsed)
+      return makeError(ErrorCode::kInvalidArgument,
+                       "cannot decode snapshot: " + parsed.error().message);
     const Json& j = *parsed;
     if (j.at("version").get<int>() != 1) {
       return makeError(ErrorCode::kInvalidArgument, "unsupported snapshot version");
@@ -314,7 +322,8 @@ Result<void> StateStore::restore(std::string_view bytes) {
     t.lastIndex = idx.at("last").get<uint64_t>();
     j.at("svcidx").get_to(t.serviceIndex);
   } catch (const std::exception& e) {
-    return makeError(ErrorCode::kInvalidArgument, std::string("cannot decode snapshot: ") + e.what());
+    return makeError(ErrorCode::kInvalidArgument,
+                     std::string("cannot decode snapshot: ") + e.what());
   }
   std::unique_lock lock(mu_);
   tables_ = std::move(t);

@@ -50,7 +50,8 @@ struct Tables {
   // Index for answers about one service: its own index, else the services table's.
   uint64_t indexForService(const std::string& name) const;
   // Checks of the node that belong to `serviceId`, plus the node's node-level checks.
-  std::vector<const Check*> checksForInstance(const NodeEntry& node, const std::string& serviceId) const;
+  std::vector<const Check*> checksForInstance(const NodeEntry& node,
+                                              const std::string& serviceId) const;
 };
 
 // What an applied command changed, for waking blocking queries.
@@ -60,7 +61,9 @@ struct Changes {
   bool checks = false;
   std::vector<std::string> serviceNames;  // services whose answers changed
   std::vector<std::string> kvKeys;        // keys written or deleted
-  bool empty() const { return !nodes && !services && !checks && serviceNames.empty() && kvKeys.empty(); }
+  bool empty() const {
+    return !nodes && !services && !checks && serviceNames.empty() && kvKeys.empty();
+  }
 };
 
 // Outcome of one command: `value` is the boolean the API returns (KV cas outcomes), `error` a
@@ -96,7 +99,8 @@ class StateStore {
 
   void touchService(uint64_t index, const std::string& name, Changes& changes);
   void touchAllServicesOfNode(uint64_t index, const NodeEntry& entry, Changes& changes);
-  void removeService(uint64_t index, NodeEntry& entry, const std::string& serviceId, Changes& changes);
+  void removeService(uint64_t index, NodeEntry& entry, const std::string& serviceId,
+                     Changes& changes);
 
   mutable std::shared_mutex mu_;  // guards tables_
   Tables tables_;

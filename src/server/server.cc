@@ -1,0 +1,195 @@
+#include "server/server.h"
+
+#include <unistd.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "api/http_api.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "net/http_server.h"
+#include "raft/raft_node.h"
+#include "store/state_store.h"
+#include "store/watch_hub.h"
+
+namespace taskmesh::server {
+namespace {
+
+constexpr const char* kVersion = "1.16.0-taskmesh";
+
+std::shared_ptr<spdlog::logger> logger() {
+  static auto l = log::get("server");
+  return l;
+}
+
+// Consul's node IDs: 128 random bits in 8-4-4-4-12 hex form.
+std::string randomUuid() {
+  std::random_device rd;
+  std::string hex;
+  for (int i = 0; i < 4; ++i) {
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", rd());
+    hex += buf;
+  }
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
+         hex.substr(16, 4) + "-" + hex.substr(20, 12);
+}
+
+// The node ID survives restarts: it is kept in the data dir.
+Result<std::string> loadNodeId(const std::string& dataDir) {
+  std::string path = dataDir + "/node-id";
+  if (auto existing = readFile(path); existing && existing->size() >= 36)
+    return existing->substr(0, 36);
+  std::string id = randomUuid();
+  if (auto w = writeFileAtomic(path, id); !w) return makeError(w.error());
+  return id;
+}
+
+// Suspends until the Raft node has applied `command` (or refused it). Not a coroutine itself:
+// it returns the awaitable of the asynchronous operation, so no coroutine frame owns `bytes`.
+Awaitable<Result<store::ApplyResult>> propose(raft::RaftNode& node, asio::io_context& io,
+                                              const store::Command& command) {
+  return asio::async_initiate<decltype(asio::use_awaitable), void(Result<store::ApplyResult>)>(
+      [&node, &io](auto handler, std::string bytes) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        node.propose(std::move(bytes), [h, &io](Result<store::ApplyResult> r) {
+          asio::post(io, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      asio::use_awaitable, store::encodeCommand(command));
+}
+
+// The server's own catalog entry: its node, the `consul` service and serfHealth.
+store::RegisterCommand selfRegistration(const api::ServerInfo& info) {
+  store::RegisterCommand c;
+  c.node.id = info.nodeId;
+  c.node.name = info.nodeName;
+  c.node.address = info.advertiseAddress;
+  c.node.datacenter = info.datacenter;
+  c.node.taggedAddresses = {{"lan", info.advertiseAddress}, {"wan", info.advertiseAddress}};
+  c.node.meta = {{"consul-network-segment", ""}};
+  store::Service s;
+  s.id = s.service = "consul";
+  s.port = info.serverPort;
+  c.service = s;
+  store::Check serf;
+  serf.checkId = "serfHealth";
+  serf.name = "Serf Health Status";
+  serf.status = store::kPassing;
+  serf.output = "Agent alive and reachable";
+  serf.type = "";
+  c.checks.push_back(serf);
+  return c;
+}
+
+// Keeps the server's own node, `consul` service and serfHealth in the catalog. Idempotent:
+// an unchanged registration changes no index.
+Awaitable<void> registerSelf(raft::RaftNode& node, asio::io_context& io, const api::ServerInfo& info) {
+  store::Command self = selfRegistration(info);
+  auto r = co_await propose(node, io, self);
+  if (!r) logger()->warn("self registration failed error=\"{}\"", r.error().message);
+}
+
+}  // namespace
+
+int run(const ServerOptions& o) {
+  if (!log::setLevel(o.logLevel)) {
+    std::fprintf(
+        stderr, "taskmesh server: invalid -log-level \"%s\" (want trace, debug, info, warn, err)\n",
+        o.logLevel.c_str());
+    return 2;
+  }
+  if (o.dataDir.empty()) {
+    std::fprintf(stderr, "taskmesh server: -data-dir is required\n");
+    return 2;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(o.dataDir, ec);
+  if (ec) {
+    std::fprintf(stderr, "taskmesh server: cannot create -data-dir %s: %s\n", o.dataDir.c_str(),
+                 ec.message().c_str());
+    return 1;
+  }
+  auto nodeId = loadNodeId(o.dataDir);
+  if (!nodeId) {
+    std::fprintf(stderr, "taskmesh server: %s\n", nodeId.error().message.c_str());
+    return 1;
+  }
+  api::ServerInfo info;
+  info.nodeId = *nodeId;
+  if (o.node.empty()) {
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    info.nodeName = host;
+  } else {
+    info.nodeName = o.node;
+  }
+  info.datacenter = o.datacenter;
+  info.advertiseAddress = o.advertiseAddr.empty() ? o.bindAddr : o.advertiseAddr;
+  info.serverPort = o.serverPort;
+  info.version = kVersion;
+  std::string raftAddress = info.advertiseAddress + ":" + std::to_string(o.serverPort);
+
+  asio::io_context io(1);
+  store::StateStore store;
+  store::WatchHub hub;
+  raft::Hooks hooks;
+  hooks.applied = [&io, &hub](const store::ApplyResult& r) {
+    if (r.changes.empty()) return;
+    asio::post(io, [&hub, changes = r.changes] { hub.notify(changes); });
+  };
+  raft::RaftNode* nodePtr = nullptr;
+  hooks.leaderReady = [&io, &info, &nodePtr] {
+    asio::post(io, [&io, &info, &nodePtr] {
+      asio::co_spawn(io, registerSelf(*nodePtr, io, info), asio::detached);
+    });
+  };
+  raft::RaftOptions ro;
+  ro.dataDir = o.dataDir + "/raft";
+  ro.address = raftAddress;
+  ro.bootstrap = o.bootstrap;
+  raft::RaftNode node(store, ro, hooks);
+  nodePtr = &node;
+
+  api::Cluster cluster;
+  cluster.apply = [&node, &io](const store::Command& c) { return propose(node, io, c); };
+  cluster.isLeader = [&node] { return node.isLeader(); };
+  cluster.knownLeader = [&node] { return node.knownLeader(); };
+  cluster.leaderAddress = [&node] { return node.leaderAddress(); };
+  cluster.peers = [raftAddress] { return std::vector<std::string>{raftAddress}; };
+  api::HttpApi httpApi(io, store, hub, cluster, info);
+
+  net::HttpServerOptions hso;
+  hso.maxBodyBytes = 1 << 20;
+  net::HttpServer http(io, hso, [&httpApi](net::HttpRequest& req) { return httpApi.handle(req); });
+
+  if (auto started = node.start(); !started) {
+    std::fprintf(stderr, "taskmesh server: %s\n", started.error().message.c_str());
+    return 1;
+  }
+  auto port = http.listen(o.httpAddr);
+  if (!port) {
+    std::fprintf(stderr, "taskmesh server: -http-addr: %s\n", port.error().message.c_str());
+    node.stop();
+    return 1;
+  }
+  logger()->info("server started node={} datacenter={} http={} raft={} bootstrap={}", info.nodeName,
+                 info.datacenter, o.httpAddr, raftAddress, o.bootstrap);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& e, int sig) {
+    if (e) return;
+    logger()->info("signal={} shutting down", sig);
+    http.stop();
+    io.stop();
+  });
+  io.run();
+  node.stop();
+  logger()->info("server stopped");
+  return 0;
+}
+
+}  // namespace taskmesh::server
