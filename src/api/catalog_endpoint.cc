@@ -28,6 +28,7 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
     if (rest == "register") {
       auto c = decodeRegister(req.body);
       if (!c) co_return errorResponse(c.error());
+      if (c->node.datacenter.empty()) c->node.datacenter = info_.datacenter;
       store::Command command = std::move(*c);
       co_return co_await write(command, true);
     }

@@ -330,8 +330,7 @@ Json encodeAgentService(const store::Service& s, bool withIndexes) {
          {"Port", s.port},
          {"Address", s.address},
          {"Weights", weightsJson(s)},
-         {"EnableTagOverride", s.enableTagOverride},
-         {"Datacenter", ""}};
+         {"EnableTagOverride", s.enableTagOverride}};
   if (j["Tags"].is_null()) j["Tags"] = Json::array();
   if (!s.taggedAddresses.empty()) j["TaggedAddresses"] = taggedJson(s);
   if (!s.kind.empty()) j["Kind"] = s.kind;
