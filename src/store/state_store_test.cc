@@ -1122,3 +1122,23 @@ TEST(StateStoreSnapshotDeathTest, DeeplyNestedSnapshotIsRejectedWithoutCrashing)
 
 }  // namespace
 }  // namespace taskmesh::store
+
+namespace taskmesh::store {
+namespace {
+
+// libraft 0.15 needs log entries whose length is a multiple of 8 (see command.cc).
+TEST(Command, EncodedEntriesArePaddedToEightBytes) {
+  for (size_t n = 0; n < 20; ++n) {
+    KVSetCommand c;
+    c.key = std::string(n, 'k');
+    c.value = std::string(n * 3, 'v');
+    std::string bytes = encodeCommand(c);
+    EXPECT_EQ(bytes.size() % 8, 0u) << n;
+    auto back = decodeCommand(bytes);
+    ASSERT_TRUE(back.has_value()) << back.error().message;
+    EXPECT_EQ(std::get<KVSetCommand>(*back).key, c.key);
+  }
+}
+
+}  // namespace
+}  // namespace taskmesh::store
