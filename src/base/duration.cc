@@ -63,7 +63,7 @@ Result<std::chrono::nanoseconds> parseDuration(std::string_view text) {
     }
     if (unit == nullptr) {
       return makeError(ErrorCode::kInvalidArgument,
-                       "time: missing or unknown unit in duration \"" + std::string(text) + "\"");
+                       "time: invalid duration \"" + std::string(text) + "\": missing or unknown unit");
     }
     s.remove_prefix(unit->name.size());
     total += value * unit->nanos;
