@@ -80,10 +80,12 @@ Awaitable<net::HttpResponse> HttpApi::kvGet(net::HttpRequest& req, const std::st
     spec.kvKeys = {key};
   }
   Run run = [key, keys, recurse, raw, separator](const store::Tables& t) {
-    uint64_t index = t.kvsIndex;
+    // Consul's index rules: a key's own ModifyIndex; for a missing key the table index; for a
+    // listing the newest change under the prefix, deletes included.
     if (!recurse) {
       auto it = t.kvs.find(key);
-      if (it == t.kvs.end()) return Answer{index, net::HttpResponse::text(404, "")};
+      if (it == t.kvs.end()) return Answer{t.kvsIndex, net::HttpResponse::text(404, "")};
+      uint64_t index = it->second.modifyIndex;
       if (raw) {
         net::HttpResponse r = net::HttpResponse::text(200, it->second.value);
         r.contentType = "text/plain";
@@ -93,6 +95,7 @@ Awaitable<net::HttpResponse> HttpApi::kvGet(net::HttpRequest& req, const std::st
       }
       return Answer{index, json(Json::array({encodeKV(it->second)}))};
     }
+    uint64_t index = t.indexForKVPrefix(key);
     Json out = Json::array();
     std::string lastPrefix;
     for (auto it = t.kvs.lower_bound(key); it != t.kvs.end() && it->first.starts_with(key); ++it) {

@@ -62,8 +62,9 @@ Result<std::chrono::nanoseconds> parseDuration(std::string_view text) {
       }
     }
     if (unit == nullptr) {
-      return makeError(ErrorCode::kInvalidArgument,
-                       "time: invalid duration \"" + std::string(text) + "\": missing or unknown unit");
+      return makeError(
+          ErrorCode::kInvalidArgument,
+          "time: invalid duration \"" + std::string(text) + "\": missing or unknown unit");
     }
     s.remove_prefix(unit->name.size());
     total += value * unit->nanos;

@@ -37,6 +37,8 @@ struct HttpResponse {
   std::string body;
 
   static HttpResponse json(std::string body, int status = 200);
+  // A plain-text body. Error bodies (status >= 400) often quote client input, so bytes that
+  // are not valid UTF-8 are escaped as \xNN: the body is always valid UTF-8, as declared.
   static HttpResponse text(int status, std::string body);
 };
 
@@ -44,6 +46,10 @@ struct HttpResponse {
 // percent escapes and NUL / line-feed characters in the path (Consul rejects %0a always).
 Result<std::pair<std::string, std::multimap<std::string, std::string>>> parseTarget(
     std::string_view target);
+
+// Returns `s` with every byte that is not part of a valid UTF-8 sequence (and every control
+// character but \n and \t) written as \xNN.
+std::string escapeInvalidUtf8(std::string_view s);
 
 // Percent-decodes `s` ('+' stays '+', as Go's PathUnescape does for paths).
 Result<std::string> percentDecode(std::string_view s, bool plusIsSpace);

@@ -71,8 +71,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       if (ec) {
         // Named locals, not temporaries, as coroutine arguments (g++ 12 coroutine bug).
         if (ec == bhttp::error::body_limit) {
-          std::string text = "Request body too large, max size: " +
-                             std::to_string(options.maxBodyBytes) + " bytes";
+          std::string text =
+              "Request body too large, max size: " + std::to_string(options.maxBodyBytes) +
+              " bytes";
           co_await writeError(stream, 413, text);
         } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
                    ec != asio::error::eof && ec != asio::error::connection_reset &&

@@ -41,5 +41,20 @@ TEST(SplitHostPort, AcceptsAndRejects) {
   EXPECT_FALSE(splitHostPort("host:8x").has_value());
 }
 
+TEST(EscapeInvalidUtf8, KeepsValidTextAndEscapesTheRest) {
+  EXPECT_EQ(escapeInvalidUtf8("plain text\n"), "plain text\n");
+  EXPECT_EQ(escapeInvalidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(escapeInvalidUtf8(std::string("a\xff\xfe\x00"
+                                          "b",
+                                          5)),
+            "a\\xff\\xfe\\x00b");
+  EXPECT_EQ(escapeInvalidUtf8("\xc3"), "\\xc3");                    // truncated sequence
+  EXPECT_EQ(escapeInvalidUtf8("\xc0\xaf"), "\\xc0\\xaf");           // overlong
+  EXPECT_EQ(escapeInvalidUtf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // surrogate
+  EXPECT_EQ(HttpResponse::text(400, "bad \xff").body, "bad \\xff");
+  EXPECT_EQ(HttpResponse::text(200, "raw \xff").body, "raw \xff");  // values stay raw
+}
+
 }  // namespace
 }  // namespace taskmesh::net

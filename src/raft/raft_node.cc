@@ -13,6 +13,7 @@ extern "C" {
 #include <future>
 
 #include "base/log.h"
+#include "raft/segment_repair.h"
 
 namespace taskmesh::raft {
 namespace {
@@ -51,6 +52,12 @@ Result<void> RaftNode::start() {
   if (ec) {
     return makeError(ErrorCode::kIo,
                      "cannot create data dir " + options_.dataDir + ": " + ec.message());
+  }
+  auto repaired = repairOpenSegments(options_.dataDir);
+  if (!repaired) return makeError(repaired.error());
+  for (const auto& r : *repaired) {
+    logger()->warn("torn log tail cut file={} size={} kept={} (an unacknowledged write was lost)",
+                   r.file, r.oldSize, r.newSize);
   }
   std::promise<Result<void>> started;
   auto future = started.get_future();

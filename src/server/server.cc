@@ -87,7 +87,8 @@ store::RegisterCommand selfRegistration(const api::ServerInfo& info) {
 
 // Keeps the server's own node, `consul` service and serfHealth in the catalog. Idempotent:
 // an unchanged registration changes no index.
-Awaitable<void> registerSelf(raft::RaftNode& node, asio::io_context& io, const api::ServerInfo& info) {
+Awaitable<void> registerSelf(raft::RaftNode& node, asio::io_context& io,
+                             const api::ServerInfo& info) {
   store::Command self = selfRegistration(info);
   auto r = co_await propose(node, io, self);
   if (!r) logger()->warn("self registration failed error=\"{}\"", r.error().message);

@@ -107,7 +107,8 @@ std::string encodeCommand(const Command& command) {
 
 Result<Command> decodeCommand(std::string_view bytes) {
   try {
-    for (int pad = 0; pad < 7 && !bytes.empty() && static_cast<uint8_t>(bytes.back()) == 0xc0; ++pad) {
+    for (int pad = 0; pad < 7 && !bytes.empty() && static_cast<uint8_t>(bytes.back()) == 0xc0;
+         ++pad) {
       bytes.remove_suffix(1);
     }
     auto parsed = parseMsgpackBounded(bytes);

@@ -1,5 +1,6 @@
 #include "store/state_store.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "base/json.h"
@@ -9,6 +10,19 @@ namespace taskmesh::store {
 uint64_t Tables::indexForService(const std::string& name) const {
   auto it = serviceIndex.find(name);
   return it != serviceIndex.end() ? it->second : servicesIndex;
+}
+
+uint64_t Tables::indexForKVPrefix(const std::string& prefix) const {
+  if (prefix.empty()) return kvsIndex;
+  uint64_t idx = 0;
+  for (auto it = kvs.lower_bound(prefix); it != kvs.end() && it->first.starts_with(prefix); ++it) {
+    idx = std::max(idx, it->second.modifyIndex);
+  }
+  for (auto it = kvTombstones.lower_bound(prefix);
+       it != kvTombstones.end() && it->first.starts_with(prefix); ++it) {
+    idx = std::max(idx, it->second);
+  }
+  return idx != 0 ? idx : kvsIndex;
 }
 
 std::vector<const Check*> Tables::checksForInstance(const NodeEntry& node,
@@ -199,6 +213,20 @@ ApplyResult StateStore::applyOne(uint64_t index, const DeregisterCommand& c) {
   return r;
 }
 
+void StateStore::buryKey(uint64_t index, const std::string& key) {
+  auto& graveyard = tables_.kvTombstones;
+  graveyard[key] = index;
+  if (graveyard.size() <= kMaxTombstones) return;
+  // Drop the older half. Deterministic: depends only on the tables.
+  std::vector<uint64_t> indexes;
+  indexes.reserve(graveyard.size());
+  for (const auto& [k, i] : graveyard) indexes.push_back(i);
+  auto mid = indexes.begin() + static_cast<std::ptrdiff_t>(indexes.size() / 2);
+  std::nth_element(indexes.begin(), mid, indexes.end());
+  uint64_t cutoff = *mid;
+  std::erase_if(graveyard, [cutoff](const auto& kv) { return kv.second < cutoff; });
+}
+
 ApplyResult StateStore::applyOne(uint64_t index, const KVSetCommand& c) {
   ApplyResult r;
   auto it = tables_.kvs.find(c.key);
@@ -211,6 +239,7 @@ ApplyResult StateStore::applyOne(uint64_t index, const KVSetCommand& c) {
     }
   }
   if (it == tables_.kvs.end()) {
+    tables_.kvTombstones.erase(c.key);
     KVEntry e;
     e.key = c.key;
     e.createIndex = index;
@@ -230,6 +259,7 @@ ApplyResult StateStore::applyOne(uint64_t index, const KVDeleteCommand& c) {
     auto it = tables_.kvs.lower_bound(c.key);
     while (it != tables_.kvs.end() && it->first.compare(0, c.key.size(), c.key) == 0) {
       r.changes.kvKeys.push_back(it->first);
+      buryKey(index, it->first);
       it = tables_.kvs.erase(it);
     }
     if (!r.changes.kvKeys.empty()) tables_.kvsIndex = index;
@@ -245,6 +275,7 @@ ApplyResult StateStore::applyOne(uint64_t index, const KVDeleteCommand& c) {
     }
   }
   if (it == tables_.kvs.end()) return r;
+  buryKey(index, it->first);
   tables_.kvs.erase(it);
   tables_.kvsIndex = index;
   r.changes.kvKeys.push_back(c.key);
@@ -266,9 +297,12 @@ std::string StateStore::snapshot() const {
   }
   Json kvs = Json::array();
   for (const auto& [k, e] : t.kvs) kvs.push_back(toJson(e));
+  Json graveyard = Json::object();
+  for (const auto& [k, i] : t.kvTombstones) graveyard[k] = i;
   Json j{{"version", 1},
          {"nodes", std::move(nodes)},
          {"kvs", std::move(kvs)},
+         {"tombstones", std::move(graveyard)},
          {"idx",
           {{"nodes", t.nodesIndex},
            {"services", t.servicesIndex},
@@ -321,6 +355,7 @@ Result<void> StateStore::restore(std::string_view bytes) {
     t.kvsIndex = idx.at("kvs").get<uint64_t>();
     t.lastIndex = idx.at("last").get<uint64_t>();
     j.at("svcidx").get_to(t.serviceIndex);
+    if (auto g = j.find("tombstones"); g != j.end()) g->get_to(t.kvTombstones);
   } catch (const std::exception& e) {
     return makeError(ErrorCode::kInvalidArgument,
                      std::string("cannot decode snapshot: ") + e.what());

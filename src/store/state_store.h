@@ -37,6 +37,9 @@ struct Tables {
   // service name → (node, service ID), in the order Consul returns instances
   std::map<std::string, std::set<std::pair<std::string, std::string>>> serviceInstances;
   std::map<std::string, KVEntry> kvs;  // by key
+  // Deleted keys → index of the delete (Consul's graveyard), so a prefix's index never goes
+  // backwards when its newest key is deleted. Bounded: see kMaxTombstones.
+  std::map<std::string, uint64_t> kvTombstones;
 
   // Max index per table ("nodes", "services", "checks", "kvs"), and per service name: the last
   // index at which anything visible in that service's catalog or health answers changed.
@@ -49,6 +52,9 @@ struct Tables {
 
   // Index for answers about one service: its own index, else the services table's.
   uint64_t indexForService(const std::string& name) const;
+  // Index for a KV prefix listing: the highest ModifyIndex or delete index under the prefix;
+  // the table index for the empty prefix or when nothing under it was ever seen.
+  uint64_t indexForKVPrefix(const std::string& prefix) const;
   // Checks of the node that belong to `serviceId`, plus the node's node-level checks.
   std::vector<const Check*> checksForInstance(const NodeEntry& node,
                                               const std::string& serviceId) const;
@@ -74,6 +80,9 @@ struct ApplyResult {
   std::optional<Error> error;
   Changes changes;
 };
+
+// Tombstones kept before the oldest half is dropped (deterministically, inside apply).
+inline constexpr size_t kMaxTombstones = 65536;
 
 class StateStore {
  public:
@@ -101,6 +110,8 @@ class StateStore {
   void touchAllServicesOfNode(uint64_t index, const NodeEntry& entry, Changes& changes);
   void removeService(uint64_t index, NodeEntry& entry, const std::string& serviceId,
                      Changes& changes);
+  // Records a deleted key in the graveyard, dropping the older half when it is full.
+  void buryKey(uint64_t index, const std::string& key);
 
   mutable std::shared_mutex mu_;  // guards tables_
   Tables tables_;
