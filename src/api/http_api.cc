@@ -71,8 +71,27 @@ Awaitable<net::HttpResponse> HttpApi::blocking(const net::HttpRequest& req,
           ? static_cast<int64_t>(rng() % static_cast<uint64_t>(q->wait.count() / 16))
           : 0);
   auto deadline = std::chrono::steady_clock::now() + q->wait + jitter;
+  std::string cacheKey = req.path;
+  for (const auto& [k, v] : req.query) {
+    if (k != "index" && k != "wait") cacheKey += "\n" + k + "=" + v;
+  }
   for (;;) {
-    Answer a = store_.read(run);
+    Answer a = store_.read([&](const store::Tables& t) {
+      auto hit = answers_.find(cacheKey);
+      if (hit != answers_.end() && hit->second.version == t.lastIndex) return hit->second.answer;
+      Answer fresh = run(t);
+      if (hit != answers_.end()) {
+        answersBytes_ -= std::min(answersBytes_, hit->second.answer.response.body.size());
+        answers_.erase(hit);
+      }
+      if (answers_.size() >= kMaxCachedAnswers || answersBytes_ > kMaxCachedBytes) {
+        answers_.clear();
+        answersBytes_ = 0;
+      }
+      answersBytes_ += fresh.response.body.size();
+      answers_.emplace(cacheKey, CachedAnswer{t.lastIndex, fresh});
+      return fresh;
+    });
     if (q->index == 0 || a.index > q->index || std::chrono::steady_clock::now() >= deadline) {
       if (q->pretty && a.response.contentType == "application/json" && !a.response.body.empty()) {
         Json j = Json::parse(a.response.body, nullptr, false);

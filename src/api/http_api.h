@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "api/query.h"
@@ -69,6 +70,18 @@ class HttpApi {
   Awaitable<net::HttpResponse> kvGet(net::HttpRequest& req, const std::string& key);
   net::HttpResponse status(const net::HttpRequest& req, std::string_view rest);
   net::HttpResponse agent(const net::HttpRequest& req, std::string_view rest);
+
+  // Answers of recent reads, keyed by path and query (minus index/wait), valid while the store
+  // has applied nothing newer (`version` = Tables::lastIndex). Many watchers of one key, or
+  // clients repeating one read, then share one encoding. HTTP thread only; cleared when full.
+  struct CachedAnswer {
+    uint64_t version = 0;
+    Answer answer;
+  };
+  static constexpr size_t kMaxCachedAnswers = 1024;
+  static constexpr size_t kMaxCachedBytes = 32 << 20;
+  std::unordered_map<std::string, CachedAnswer> answers_;
+  size_t answersBytes_ = 0;
 
   asio::io_context& io_;
   store::StateStore& store_;

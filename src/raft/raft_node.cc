@@ -8,6 +8,8 @@ extern "C" {
 #include <raft/uv.h>
 }
 
+#include <malloc.h>
+
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -284,6 +286,9 @@ int RaftNode::fsmSnapshotFinalize(struct ::raft_fsm*, struct ::raft_buffer* bufs
   raft_free(*bufs);
   *bufs = nullptr;
   *n = 0;
+  // A snapshot allocates and frees about the size of the state; glibc keeps such freed
+  // memory in this thread's arena unless asked to give it back.
+  ::malloc_trim(0);
   return 0;
 }
 
@@ -295,6 +300,7 @@ int RaftNode::fsmRestore(struct ::raft_fsm* fsm, struct ::raft_buffer* buf) {
     return RAFT_CORRUPT;
   }
   raft_free(buf->base);  // on success the FSM owns the buffer
+  ::malloc_trim(0);
   logger()->info("snapshot restored bytes={}", buf->len);
   return 0;
 }

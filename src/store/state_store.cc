@@ -282,83 +282,153 @@ ApplyResult StateStore::applyOne(uint64_t index, const KVDeleteCommand& c) {
   return r;
 }
 
+namespace {
+
+// Snapshot format 2: an 8-byte magic, then frames of [u32 little-endian length][MessagePack
+// record]: one header record, then one record per node (with its services and checks), then
+// KV entries in records of up to kKVPerFrame, then an end record carrying the number of
+// records before it, so a snapshot cut at a frame boundary is still detected. Encoding record by
+// record keeps the peak memory of a snapshot to one record's JSON tree instead of a tree of the
+// whole state.
+constexpr std::string_view kSnapshotMagic = "TMSNAP2\n";
+constexpr size_t kKVPerFrame = 256;
+
+void appendFrame(std::string& out, const Json& record, uint64_t* frames = nullptr) {
+  if (frames != nullptr) ++*frames;
+  std::vector<uint8_t> bytes = Json::to_msgpack(record);
+  uint32_t len = static_cast<uint32_t>(bytes.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  out.append(bytes.begin(), bytes.end());
+}
+
+}  // namespace
+
 std::string StateStore::snapshot() const {
   std::shared_lock lock(mu_);
   const Tables& t = tables_;
-  Json nodes = Json::array();
-  for (const auto& [name, entry] : t.nodes) {
-    Json services = Json::array();
-    for (const auto& [id, s] : entry.services) services.push_back(toJson(s));
-    Json checks = Json::array();
-    for (const auto& [id, c] : entry.checks) checks.push_back(toJson(c));
-    nodes.push_back({{"node", toJson(entry.node)},
-                     {"svcs", std::move(services)},
-                     {"checks", std::move(checks)}});
-  }
-  Json kvs = Json::array();
-  for (const auto& [k, e] : t.kvs) kvs.push_back(toJson(e));
+  std::string out(kSnapshotMagic);
+  uint64_t frames = 0;
   Json graveyard = Json::object();
   for (const auto& [k, i] : t.kvTombstones) graveyard[k] = i;
-  Json j{{"version", 1},
-         {"nodes", std::move(nodes)},
-         {"kvs", std::move(kvs)},
-         {"tombstones", std::move(graveyard)},
-         {"idx",
-          {{"nodes", t.nodesIndex},
-           {"services", t.servicesIndex},
-           {"checks", t.checksIndex},
-           {"kvs", t.kvsIndex},
-           {"last", t.lastIndex}}},
-         {"svcidx", t.serviceIndex}};
-  std::vector<uint8_t> bytes = Json::to_msgpack(j);
-  return std::string(bytes.begin(), bytes.end());
+  appendFrame(out,
+              Json{{"version", 2},
+                   {"idx",
+                    {{"nodes", t.nodesIndex},
+                     {"services", t.servicesIndex},
+                     {"checks", t.checksIndex},
+                     {"kvs", t.kvsIndex},
+                     {"last", t.lastIndex}}},
+                   {"svcidx", t.serviceIndex},
+                   {"tombstones", std::move(graveyard)}},
+              &frames);
+  for (const auto& [name, entry] : t.nodes) {
+    Json services = Json::array();
+    for (const auto& [id, svc] : entry.services) services.push_back(toJson(svc));
+    Json checks = Json::array();
+    for (const auto& [id, c] : entry.checks) checks.push_back(toJson(c));
+    appendFrame(out,
+                Json{{"node", toJson(entry.node)},
+                     {"svcs", std::move(services)},
+                     {"checks", std::move(checks)}},
+                &frames);
+  }
+  Json kvs = Json::array();
+  for (const auto& [k, e] : t.kvs) {
+    kvs.push_back(toJson(e));
+    if (kvs.size() == kKVPerFrame) {
+      appendFrame(out, Json{{"kvs", std::move(kvs)}}, &frames);
+      kvs = Json::array();
+    }
+  }
+  if (!kvs.empty()) appendFrame(out, Json{{"kvs", std::move(kvs)}}, &frames);
+  appendFrame(out, Json{{"end", frames}});
+  return out;
 }
 
 Result<void> StateStore::restore(std::string_view bytes) {
+  if (!bytes.starts_with(kSnapshotMagic)) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     "cannot decode snapshot: not a taskmesh snapshot");
+  }
+  bytes.remove_prefix(kSnapshotMagic.size());
   Tables t;
+  bool header = false;
+  bool ended = false;
+  uint64_t frames = 0;
   try {
-    auto parsed = parseMsgpackBounded(bytes);
-    if (!parsed)
-      return makeError(ErrorCode::kInvalidArgument,
-                       "cannot decode snapshot: " + parsed.error().message);
-    const Json& j = *parsed;
-    if (j.at("version").get<int>() != 1) {
-      return makeError(ErrorCode::kInvalidArgument, "unsupported snapshot version");
-    }
-    for (const Json& nj : j.at("nodes")) {
-      NodeEntry entry;
-      fromJson(nj.at("node"), entry.node);
-      for (const Json& sj : nj.at("svcs")) {
-        Service s;
-        fromJson(sj, s);
-        t.serviceInstances[s.service].insert({entry.node.name, s.id});
-        entry.services.emplace(s.id, std::move(s));
+    while (!bytes.empty()) {
+      if (ended) {
+        return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: data after its end");
       }
-      for (const Json& cj : nj.at("checks")) {
-        Check c;
-        fromJson(cj, c);
-        entry.checks.emplace(c.checkId, std::move(c));
+      if (bytes.size() < 4) {
+        return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: truncated frame");
       }
-      std::string name = entry.node.name;
-      t.nodes.emplace(std::move(name), std::move(entry));
+      uint32_t len = 0;
+      for (int i = 3; i >= 0; --i)
+        len = (len << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+      bytes.remove_prefix(4);
+      if (len > bytes.size()) {
+        return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: truncated frame");
+      }
+      auto parsed = parseMsgpackBounded(bytes.substr(0, len));
+      bytes.remove_prefix(len);
+      if (!parsed) {
+        return makeError(ErrorCode::kInvalidArgument,
+                         "cannot decode snapshot: " + parsed.error().message);
+      }
+      const Json& j = *parsed;
+      if (j.contains("end")) {
+        if (j.at("end").get<uint64_t>() != frames) {
+          return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: records missing");
+        }
+        ended = true;
+        continue;
+      }
+      ++frames;
+      if (!header) {
+        if (j.at("version").get<int>() != 2) {
+          return makeError(ErrorCode::kInvalidArgument, "unsupported snapshot version");
+        }
+        const Json& idx = j.at("idx");
+        t.nodesIndex = idx.at("nodes").get<uint64_t>();
+        t.servicesIndex = idx.at("services").get<uint64_t>();
+        t.checksIndex = idx.at("checks").get<uint64_t>();
+        t.kvsIndex = idx.at("kvs").get<uint64_t>();
+        t.lastIndex = idx.at("last").get<uint64_t>();
+        j.at("svcidx").get_to(t.serviceIndex);
+        j.at("tombstones").get_to(t.kvTombstones);
+        header = true;
+      } else if (j.contains("node")) {
+        NodeEntry entry;
+        fromJson(j.at("node"), entry.node);
+        for (const Json& sj : j.at("svcs")) {
+          Service svc;
+          fromJson(sj, svc);
+          t.serviceInstances[svc.service].insert({entry.node.name, svc.id});
+          entry.services.emplace(svc.id, std::move(svc));
+        }
+        for (const Json& cj : j.at("checks")) {
+          Check c;
+          fromJson(cj, c);
+          entry.checks.emplace(c.checkId, std::move(c));
+        }
+        std::string name = entry.node.name;
+        t.nodes.emplace(std::move(name), std::move(entry));
+      } else {
+        for (const Json& kj : j.at("kvs")) {
+          KVEntry e;
+          fromJson(kj, e);
+          std::string key = e.key;
+          t.kvs.emplace(std::move(key), std::move(e));
+        }
+      }
     }
-    for (const Json& kj : j.at("kvs")) {
-      KVEntry e;
-      fromJson(kj, e);
-      std::string key = e.key;
-      t.kvs.emplace(std::move(key), std::move(e));
-    }
-    const Json& idx = j.at("idx");
-    t.nodesIndex = idx.at("nodes").get<uint64_t>();
-    t.servicesIndex = idx.at("services").get<uint64_t>();
-    t.checksIndex = idx.at("checks").get<uint64_t>();
-    t.kvsIndex = idx.at("kvs").get<uint64_t>();
-    t.lastIndex = idx.at("last").get<uint64_t>();
-    j.at("svcidx").get_to(t.serviceIndex);
-    if (auto g = j.find("tombstones"); g != j.end()) g->get_to(t.kvTombstones);
   } catch (const std::exception& e) {
     return makeError(ErrorCode::kInvalidArgument,
                      std::string("cannot decode snapshot: ") + e.what());
+  }
+  if (!header || !ended) {
+    return makeError(ErrorCode::kInvalidArgument, "cannot decode snapshot: truncated");
   }
   std::unique_lock lock(mu_);
   tables_ = std::move(t);
