@@ -72,8 +72,8 @@ Result<void> RaftNode::start() {
     wake_ = std::make_unique<uv_async_s>();
     poll_ = std::make_unique<uv_timer_s>();
     auto fail = [&](const std::string& what, int rv, const char* detail) {
-      started.set_value(
-          makeError(ErrorCode::kIo, what + ": " + (detail ? detail : raft_strerror(rv))));
+      std::string reason = detail != nullptr && *detail != '\0' ? detail : raft_strerror(rv);
+      started.set_value(makeError(ErrorCode::kIo, what + ": " + reason));
     };
     uv_loop_init(loop_.get());
     int rv = raft_uv_tcp_init(transport_.get(), loop_.get());
@@ -102,7 +102,10 @@ Result<void> RaftNode::start() {
     raft_set_snapshot_threshold(raft_.get(), options_.snapshotThreshold);
     raft_set_snapshot_trailing(raft_.get(), options_.snapshotTrailing);
     rv = raft_start(raft_.get());
-    if (rv != 0) return fail("raft start", rv, raft_errmsg(raft_.get()));
+    if (rv != 0) {
+      return fail("raft start (is " + options_.address + " already in use?)", rv,
+                  raft_errmsg(raft_.get()));
+    }
     wake_->data = this;
     uv_async_init(loop_.get(), wake_.get(),
                   [](uv_async_t* h) { static_cast<RaftNode*>(h->data)->drainQueue(); });
