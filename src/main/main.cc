@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "init/discover_servers.h"
+#include "init/net_dial.h"
 #include "server/server.h"
 
 namespace {
@@ -50,6 +52,33 @@ int main(int argc, char** argv) {
   serverCmd->add_option("--log-level", server.logLevel, "trace, debug, info, warn, err")
       ->capture_default_str();
 
+  taskmesh::init::DiscoverServersOptions discover;
+  auto* discoverCmd = app.add_subcommand(
+      "discover-servers", "Wait for the server task in ECS and write its IP to a file");
+  discoverCmd->add_option("--cluster", discover.cluster,
+                          "ECS cluster (default: from the task metadata endpoint)");
+  discoverCmd->add_option("--service-name", discover.serviceName, "ECS service of the server");
+  discoverCmd->add_option("--family", discover.family, "Task definition family of the server");
+  discoverCmd->add_option("--container", discover.container, "Name of the server container")
+      ->capture_default_str();
+  discoverCmd->add_option("--out", discover.out, "File to write the server IP to")
+      ->capture_default_str();
+  discoverCmd->add_option("--timeout", discover.timeout, "How long to wait (Go duration)")
+      ->capture_default_str();
+  discoverCmd->add_option("--endpoint", discover.endpoint,
+                          "ECS API endpoint (default: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL)");
+  discoverCmd->add_option("--region", discover.region,
+                          "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the task ARN)");
+  discoverCmd->add_option("--log-level", discover.logLevel, "trace, debug, info, warn, err")
+      ->capture_default_str();
+
+  taskmesh::init::NetDialOptions dial;
+  auto* dialCmd = app.add_subcommand(
+      "net-dial", "Exit 0 if a TCP connection to HOST:PORT succeeds, 2 otherwise");
+  dialCmd->add_option("address", dial.address, "HOST:PORT")->required();
+  dialCmd->add_option("--timeout", dial.timeout, "Connect timeout (Go duration)")
+      ->capture_default_str();
+
   std::vector<std::string> args = normaliseFlags(argc, argv);
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
@@ -59,5 +88,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (serverCmd->parsed()) return taskmesh::server::run(server);
+  if (discoverCmd->parsed()) return taskmesh::init::runDiscoverServers(discover);
+  if (dialCmd->parsed()) return taskmesh::init::runNetDial(dial);
   return 2;
 }

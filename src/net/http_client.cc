@@ -1,0 +1,319 @@
+#include "net/http_client.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <cctype>
+#include <functional>
+#include <optional>
+
+#include "base/duration.h"
+#include "net/asio.h"
+#include "net/http_server.h"
+
+namespace taskmesh::net {
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kUserAgent = "taskmesh/0.1.0";
+
+bool hasControl(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::optional<uint16_t> parsePort(std::string_view text) {
+  if (text.empty() || text.size() > 5) return std::nullopt;
+  unsigned value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value == 0 || value > 65535) return std::nullopt;
+  return static_cast<uint16_t>(value);
+}
+
+// Resolves and connects one TCP stream before a deadline, then hands over to `onConnected`.
+// Everything runs on `io`, driven by the caller's io.run(). The stream's own timer bounds the
+// connect; a timer bounds name resolution.
+class Connector {
+ public:
+  Connector(asio::io_context& io, beast::tcp_stream& stream, Clock::time_point deadline,
+            std::string what)
+      : stream_(stream),
+        deadline_(deadline),
+        what_(std::move(what)),
+        resolver_(io),
+        resolveTimer_(io) {}
+
+  void start(const std::string& host, uint16_t port, std::function<void()> onConnected) {
+    onConnected_ = std::move(onConnected);
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(host, ec);
+    if (!ec) {
+      connect(std::vector<tcp::endpoint>{tcp::endpoint(ip, port)});
+      return;
+    }
+    resolveTimer_.expires_at(deadline_);
+    resolveTimer_.async_wait([this](boost::system::error_code e) {
+      if (!e) {
+        resolveTimedOut_ = true;
+        resolver_.cancel();
+      }
+    });
+    resolver_.async_resolve(
+        host, std::to_string(port),
+        [this, host](boost::system::error_code e, const tcp::resolver::results_type& results) {
+          resolveTimer_.cancel();
+          if (resolveTimedOut_) return fail(ErrorCode::kTimeout, "resolving " + host, e);
+          if (e) return fail(ErrorCode::kUnavailable, "cannot resolve " + host, e);
+          std::vector<tcp::endpoint> endpoints;
+          for (const auto& r : results) endpoints.push_back(r.endpoint());
+          connect(endpoints);
+        });
+  }
+
+  // Records the first failure. kTimeout messages say how long the whole exchange was allowed.
+  void fail(ErrorCode code, const std::string& step, const boost::system::error_code& ec) {
+    if (error_) return;
+    if (ec == beast::error::timeout) code = ErrorCode::kTimeout;
+    std::string message = what_ + ": ";
+    if (code == ErrorCode::kTimeout) {
+      message += "timed out while " + step;
+    } else {
+      message += step + ": " + ec.message();
+    }
+    error_ = Error{code, std::move(message)};
+  }
+  void fail(ErrorCode code, const std::string& message) {
+    if (!error_) error_ = Error{code, what_ + ": " + message};
+  }
+
+  const std::optional<Error>& error() const { return error_; }
+
+ private:
+  void connect(const std::vector<tcp::endpoint>& endpoints) {
+    stream_.expires_at(deadline_);
+    stream_.async_connect(endpoints, [this](boost::system::error_code e, const tcp::endpoint&) {
+      if (e) return fail(ErrorCode::kUnavailable, "connecting", e);
+      boost::system::error_code ignored;
+      stream_.socket().set_option(tcp::no_delay(true), ignored);
+      onConnected_();
+    });
+  }
+
+  beast::tcp_stream& stream_;
+  Clock::time_point deadline_;
+  std::string what_;
+  tcp::resolver resolver_;
+  asio::steady_timer resolveTimer_;
+  bool resolveTimedOut_ = false;
+  std::function<void()> onConnected_;
+  std::optional<Error> error_;
+};
+
+void closeStream(beast::tcp_stream& stream) {
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.socket().close(ignored);
+}
+
+Result<bhttp::request<bhttp::string_body>> buildRequest(const HttpClientRequest& request,
+                                                        const HttpUrl& url,
+                                                        const std::string& what) {
+  bhttp::verb verb = bhttp::string_to_verb(request.method);
+  if (verb == bhttp::verb::unknown) {
+    return makeError(ErrorCode::kInvalidArgument, what + ": unsupported method");
+  }
+  bhttp::request<bhttp::string_body> req{verb, url.target, 11};
+  bool haveHost = false;
+  bool haveAgent = false;
+  for (const auto& [name, value] : request.headers) {
+    if (name.empty() || hasControl(name) || name.find(':') != std::string::npos ||
+        name.find(' ') != std::string::npos || hasControl(value)) {
+      return makeError(ErrorCode::kInvalidArgument, what + ": invalid header \"" + name + "\"");
+    }
+    std::string lowered = lower(name);
+    haveHost = haveHost || lowered == "host";
+    haveAgent = haveAgent || lowered == "user-agent";
+    req.insert(name, value);
+  }
+  if (!haveHost) req.set(bhttp::field::host, url.hostHeader());
+  if (!haveAgent) req.set(bhttp::field::user_agent, kUserAgent);
+  req.body() = request.body;
+  req.keep_alive(false);
+  req.prepare_payload();
+  return req;
+}
+
+HttpClientResponse toResponse(bhttp::response<bhttp::string_body>&& msg) {
+  HttpClientResponse out;
+  out.status = static_cast<int>(msg.result_int());
+  for (const auto& field : msg) {
+    std::string name = lower(field.name_string());
+    auto [it, inserted] = out.headers.emplace(name, std::string(field.value()));
+    if (!inserted) it->second += ", " + std::string(field.value());
+  }
+  out.body = std::move(msg.body());
+  return out;
+}
+
+}  // namespace
+
+std::string HttpUrl::hostHeader() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  if (port != 80) h += ":" + std::to_string(port);
+  return h;
+}
+
+std::string HttpClientResponse::header(std::string_view lowerName) const {
+  auto it = headers.find(std::string(lowerName));
+  return it == headers.end() ? std::string() : it->second;
+}
+
+Result<HttpUrl> parseHttpUrl(std::string_view url) {
+  auto bad = [&url](const std::string& why) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     "invalid URL \"" + std::string(url) + "\": " + why);
+  };
+  if (hasControl(url) || url.find(' ') != std::string_view::npos) {
+    return bad("contains spaces or control characters");
+  }
+  size_t sep = url.find("://");
+  if (sep == std::string_view::npos) return bad("missing http:// scheme");
+  std::string scheme = lower(url.substr(0, sep));
+  if (scheme == "https") return bad("https is not supported (plain http only)");
+  if (scheme != "http") return bad("unsupported scheme \"" + scheme + "\"");
+  std::string_view rest = url.substr(sep + 3);
+  size_t end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, end);
+  std::string_view target = end == std::string_view::npos ? "" : rest.substr(end);
+  if (target.find('#') != std::string_view::npos) return bad("fragments are not allowed");
+  if (authority.find('@') != std::string_view::npos) return bad("user info is not supported");
+  HttpUrl out;
+  std::string_view portText;
+  bool hasPort = false;
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return bad("unterminated [IPv6] host");
+    out.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("unexpected text after [IPv6] host");
+      portText = after.substr(1);
+      hasPort = true;
+    }
+  } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+    out.host = std::string(authority.substr(0, colon));
+    portText = authority.substr(colon + 1);
+    hasPort = true;
+    if (out.host.find(':') != std::string::npos) return bad("IPv6 hosts need [brackets]");
+  } else {
+    out.host = std::string(authority);
+  }
+  if (out.host.empty()) return bad("missing host");
+  if (hasPort) {
+    auto port = parsePort(portText);
+    if (!port) return bad("invalid port \"" + std::string(portText) + "\"");
+    out.port = *port;
+  }
+  if (target.empty()) {
+    out.target = "/";
+  } else {
+    out.target = target[0] == '?' ? "/" + std::string(target) : std::string(target);
+  }
+  return out;
+}
+
+Result<HttpClientResponse> httpRequest(const HttpClientRequest& request) {
+  std::string what = request.method + " " + request.url;
+  auto url = parseHttpUrl(request.url);
+  if (!url) return makeError(url.error().code, what + ": " + url.error().message);
+  if (request.timeout.count() <= 0) {
+    return makeError(ErrorCode::kInvalidArgument, what + ": timeout must be positive");
+  }
+  auto req = buildRequest(request, *url, what);
+  if (!req) return makeError(req.error());
+
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.header_limit(64 * 1024);
+  parser.body_limit(request.maxResponseBytes);
+  if (req->method() == bhttp::verb::head) parser.skip(true);  // a HEAD answer has no body
+  auto deadline = Clock::now() + request.timeout;
+  Connector connector(io, stream, deadline,
+                      what + " (timeout " + formatDuration(request.timeout) + ")");
+  bool complete = false;
+  const std::string tooLarge =
+      "response body over " + std::to_string(request.maxResponseBytes) + " bytes";
+
+  connector.start(url->host, url->port, [&] {
+    stream.expires_at(deadline);
+    bhttp::async_write(stream, *req, [&](boost::system::error_code ec, size_t) {
+      if (ec) return connector.fail(ErrorCode::kUnavailable, "sending the request", ec);
+      stream.expires_at(deadline);
+      bhttp::async_read_header(stream, buffer, parser, [&](boost::system::error_code e, size_t) {
+        if (e == bhttp::error::header_limit) {
+          return connector.fail(ErrorCode::kTooLarge, "response header over 64 KiB");
+        }
+        if (e == bhttp::error::body_limit) return connector.fail(ErrorCode::kTooLarge, tooLarge);
+        if (e) return connector.fail(ErrorCode::kUnavailable, "reading the response", e);
+        // Beast 1.74 does not always apply body_limit to a response's Content-Length (when the
+        // header and body arrive in one buffer); check it here as well.
+        if (parser.content_length() && *parser.content_length() > request.maxResponseBytes) {
+          return connector.fail(ErrorCode::kTooLarge, tooLarge);
+        }
+        stream.expires_at(deadline);
+        bhttp::async_read(stream, buffer, parser, [&](boost::system::error_code e2, size_t) {
+          if (e2 == bhttp::error::body_limit) return connector.fail(ErrorCode::kTooLarge, tooLarge);
+          if (e2) return connector.fail(ErrorCode::kUnavailable, "reading the response", e2);
+          complete = true;
+        });
+      });
+    });
+  });
+  io.run();
+  closeStream(stream);
+  if (connector.error()) return makeError(*connector.error());
+  if (!complete) return makeError(ErrorCode::kInternal, what + ": exchange did not complete");
+  return toResponse(parser.release());
+}
+
+Result<void> dialTcp(const std::string& address, std::chrono::milliseconds timeout) {
+  auto hp = splitHostPort(address);
+  if (!hp) return makeError(hp.error());
+  if (hp->second == 0) {
+    return makeError(ErrorCode::kInvalidArgument, "invalid port in address \"" + address + "\"");
+  }
+  if (timeout.count() <= 0) {
+    return makeError(ErrorCode::kInvalidArgument, "dial " + address + ": timeout must be positive");
+  }
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  Connector connector(io, stream, Clock::now() + timeout,
+                      "dial " + address + " (timeout " + formatDuration(timeout) + ")");
+  bool connected = false;
+  connector.start(hp->first, hp->second, [&] { connected = true; });
+  io.run();
+  closeStream(stream);
+  if (connector.error()) return makeError(*connector.error());
+  if (!connected) return makeError(ErrorCode::kInternal, "dial " + address + ": did not complete");
+  return {};
+}
+
+}  // namespace taskmesh::net

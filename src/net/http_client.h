@@ -1,0 +1,68 @@
+#pragma once
+// A small synchronous HTTP/1.1 client for the command-line tools (discover-servers, the AWS
+// clients, the metadata endpoint). Plain http only: "http://host[:port][/path][?query]".
+//
+// Every call is bounded by its timeout: connecting, writing the request and reading the
+// response together must finish before one deadline. Name resolution of a host that is not an
+// IP literal goes through the system resolver, which is bounded by its own (resolv.conf)
+// timeouts as well as ours.
+//
+// Threads: each call runs a private io_context on the calling thread; callable from any thread,
+// never from inside a running io_context handler (it blocks).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace taskmesh::net {
+
+struct HttpUrl {
+  std::string host;    // name or IP literal, IPv6 without brackets
+  uint16_t port = 80;  // 80 when the URL names none
+  std::string target;  // path and query as written, at least "/"
+
+  // The Host header for this URL: "host" for port 80, else "host:port" ([v6]:port).
+  std::string hostHeader() const;
+};
+
+// Parses an http:// URL. https and other schemes, user info, fragments, empty hosts, bad ports
+// and control characters are rejected with an error that names the URL.
+Result<HttpUrl> parseHttpUrl(std::string_view url);
+
+struct HttpClientRequest {
+  std::string method = "GET";
+  std::string url;
+  // Sent as given, in order. Host is added from the URL unless present; User-Agent likewise.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::chrono::milliseconds timeout{5000};  // for the whole exchange
+  size_t maxResponseBytes = 16 << 20;       // larger bodies fail with kTooLarge
+};
+
+struct HttpClientResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names; repeated fields joined by ", "
+  std::string body;
+
+  // Value of `lowerName`, or "" when absent.
+  std::string header(std::string_view lowerName) const;
+};
+
+// Performs one request on a fresh connection ("Connection: close"). Any HTTP status is a value;
+// errors are transport failures, named with the method and URL:
+//   kInvalidArgument bad URL, method or header; kTimeout the deadline passed;
+//   kUnavailable resolve/connect/write/read failed; kTooLarge response over the limit.
+Result<HttpClientResponse> httpRequest(const HttpClientRequest& request);
+
+// Opens one TCP connection to "host:port" within `timeout` and closes it again. Errors name the
+// address: kInvalidArgument for a malformed address, kTimeout, kUnavailable (refused, no route).
+Result<void> dialTcp(const std::string& address, std::chrono::milliseconds timeout);
+
+}  // namespace taskmesh::net

@@ -1,0 +1,185 @@
+#include "net/http_client.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <thread>
+
+#include "net/http_server.h"
+
+namespace taskmesh::net {
+namespace {
+
+using namespace std::chrono_literals;
+using tcp = asio::ip::tcp;
+
+// An HttpServer on 127.0.0.1:0 whose io_context runs on its own thread.
+class TestServer {
+ public:
+  explicit TestServer(HttpHandler handler) : server_(io_, HttpServerOptions{}, std::move(handler)) {
+    auto port = server_.listen("127.0.0.1:0");
+    EXPECT_TRUE(port.has_value());
+    port_ = port.value_or(0);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~TestServer() {
+    io_.stop();
+    thread_.join();
+  }
+  std::string url(const std::string& target) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + target;
+  }
+
+ private:
+  asio::io_context io_;
+  HttpServer server_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// A port with nothing listening on it (bound, then closed again).
+uint16_t closedPort() {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  uint16_t port = acceptor.local_endpoint().port();
+  acceptor.close();
+  return port;
+}
+
+TEST(ParseHttpUrl, AcceptsPlainHttp) {
+  auto a = parseHttpUrl("http://127.0.0.1:8500/v1/kv/x?recurse");
+  ASSERT_TRUE(a.has_value()) << a.error().message;
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 8500);
+  EXPECT_EQ(a->target, "/v1/kv/x?recurse");
+  EXPECT_EQ(a->hostHeader(), "127.0.0.1:8500");
+
+  auto b = parseHttpUrl("http://169.254.170.2");
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->port, 80);
+  EXPECT_EQ(b->target, "/");
+  EXPECT_EQ(b->hostHeader(), "169.254.170.2");
+
+  auto c = parseHttpUrl("HTTP://[::1]:9000?x=1");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->host, "::1");
+  EXPECT_EQ(c->target, "/?x=1");
+  EXPECT_EQ(c->hostHeader(), "[::1]:9000");
+}
+
+TEST(ParseHttpUrl, RejectsWithTheUrlInTheMessage) {
+  for (const char* bad : {"https://ecs.us-east-1.amazonaws.com/", "ftp://x/", "127.0.0.1:80",
+                          "http://", "http://:80/", "http://host:0/", "http://host:65536/",
+                          "http://host:8x/", "http://user@host/", "http://host/a#frag",
+                          "http://host/a b", "http://::1/", "http://[::1/"}) {
+    auto r = parseHttpUrl(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.error().message.find(bad), std::string::npos) << r.error().message;
+  }
+  EXPECT_NE(parseHttpUrl("https://x/").error().message.find("https is not supported"),
+            std::string::npos);
+}
+
+TEST(HttpRequest, GetsAndPostsAgainstTheServer) {
+  TestServer server([](HttpRequest& req) -> Awaitable<HttpResponse> {
+    HttpResponse res =
+        HttpResponse::text(req.path == "/missing" ? 404 : 200,
+                           req.method + " " + req.target + " " + req.header("x-test") + " " +
+                               req.header("host") + " body=" + req.body);
+    res.headers.emplace_back("X-Reply", "yes");
+    co_return res;
+  });
+
+  HttpClientRequest get;
+  get.url = server.url("/a/b?c=d");
+  get.headers = {{"X-Test", "hello"}};
+  auto r = httpRequest(get);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("x-reply"), "yes");
+  EXPECT_EQ(r->body.rfind("GET /a/b?c=d hello 127.0.0.1:", 0), 0u) << r->body;
+
+  HttpClientRequest post;
+  post.method = "POST";
+  post.url = server.url("/missing");
+  post.headers = {{"Host", "example.test"}};
+  post.body = "{\"k\":1}";
+  auto p = httpRequest(post);
+  ASSERT_TRUE(p.has_value()) << p.error().message;
+  EXPECT_EQ(p->status, 404);
+  EXPECT_EQ(p->body, "POST /missing  example.test body={\"k\":1}");
+}
+
+TEST(HttpRequest, RefusedConnectionNamesTheUrl) {
+  HttpClientRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(closedPort()) + "/task";
+  auto r = httpRequest(req);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find(req.url), std::string::npos) << r.error().message;
+}
+
+TEST(HttpRequest, SilentServerTimesOut) {
+  // Accepted by the kernel's backlog, never answered.
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  HttpClientRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/";
+  req.timeout = 200ms;
+  auto start = std::chrono::steady_clock::now();
+  auto r = httpRequest(req);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+  EXPECT_NE(r.error().message.find(req.url), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("timed out"), std::string::npos) << r.error().message;
+  EXPECT_GE(elapsed, 200ms);
+  EXPECT_LT(elapsed, 5s);
+}
+
+TEST(HttpRequest, OversizedResponseIsRefused) {
+  TestServer server([](HttpRequest&) -> Awaitable<HttpResponse> {
+    co_return HttpResponse::text(200, std::string(4096, 'x'));
+  });
+  HttpClientRequest req;
+  req.url = server.url("/");
+  req.maxResponseBytes = 1024;
+  auto r = httpRequest(req);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kTooLarge) << r.error().message;
+}
+
+TEST(HttpRequest, RejectsBadInputBeforeConnecting) {
+  HttpClientRequest req;
+  req.url = "http://127.0.0.1:1/";
+  req.headers = {{"X-Bad", "a\r\nInjected: 1"}};
+  EXPECT_EQ(httpRequest(req).error().code, ErrorCode::kInvalidArgument);
+  req.headers.clear();
+  req.method = "NOT A METHOD";
+  EXPECT_EQ(httpRequest(req).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(DialTcp, ConnectsRefusesAndRejects) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::string open = "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  EXPECT_TRUE(dialTcp(open, 1s).has_value());
+  EXPECT_TRUE(
+      dialTcp("localhost:" + std::to_string(acceptor.local_endpoint().port()), 1s).has_value());
+
+  std::string closed = "127.0.0.1:" + std::to_string(closedPort());
+  auto refused = dialTcp(closed, 1s);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.error().message.find(closed), std::string::npos);
+
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:0", ":80", "127.0.0.1:99999", "host:x"}) {
+    auto r = dialTcp(bad, 1s);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace taskmesh::net
