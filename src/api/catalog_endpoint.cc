@@ -14,10 +14,6 @@ bool hasAllTags(const store::Service& s, const std::vector<std::string>& tags) {
   return true;
 }
 
-net::HttpResponse json(const Json& j) {
-  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
-}
-
 }  // namespace
 
 Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string_view rest) {
@@ -40,13 +36,13 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
   if (req.method != "GET")
     co_return net::HttpResponse::text(405, "method " + req.method + " not allowed");
 
-  if (rest == "datacenters") co_return json(Json::array({info_.datacenter}));
+  if (rest == "datacenters") co_return jsonResponse(Json::array({info_.datacenter}));
   if (rest == "nodes") {
     store::WatchSpec spec{.nodes = true};
     Run run = [](const store::Tables& t) {
       Json out = Json::array();
       for (const auto& [name, entry] : t.nodes) out.push_back(encodeNode(entry.node));
-      return Answer{t.nodesIndex, json(out)};
+      return Answer{t.nodesIndex, jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }
@@ -62,7 +58,7 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
         }
         out[name] = std::vector<std::string>(tags.begin(), tags.end());
       }
-      return Answer{t.servicesIndex, json(out)};
+      return Answer{t.servicesIndex, jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }
@@ -83,18 +79,17 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
         if (auto it = t.serviceInstances.find(name); it != t.serviceInstances.end()) {
           for (const auto& [node, id] : it->second) visit(node, id);
         }
-        return Answer{t.indexForService(name), json(out)};
+        return Answer{t.indexForService(name), jsonResponse(out)};
       }
       // Connect-capable instances: proxies whose destination is `name`.
       for (const auto& [node, entry] : t.nodes) {
         for (const auto& [id, s] : entry.services) {
-          if (s.kind == "connect-proxy" && s.proxy.is_object() &&
-              s.proxy.value("DestinationServiceName", "") == name) {
+          if (isConnectProxyFor(s, name)) {
             visit(node, id);
           }
         }
       }
-      return Answer{t.servicesIndex, json(out)};
+      return Answer{t.servicesIndex, jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }
@@ -106,7 +101,7 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
     Run run = [node, list](const store::Tables& t) {
       uint64_t index = std::max(t.nodesIndex, t.servicesIndex);
       auto it = t.nodes.find(node);
-      if (it == t.nodes.end()) return Answer{index, json(Json())};
+      if (it == t.nodes.end()) return Answer{index, jsonResponse(Json())};
       Json services = list ? Json::array() : Json::object();
       for (const auto& [id, s] : it->second.services) {
         if (list) {
@@ -115,8 +110,8 @@ Awaitable<net::HttpResponse> HttpApi::catalog(net::HttpRequest& req, std::string
           services[id] = encodeAgentService(s);
         }
       }
-      return Answer{
-          index, json({{"Node", encodeNode(it->second.node)}, {"Services", std::move(services)}})};
+      return Answer{index, jsonResponse({{"Node", encodeNode(it->second.node)},
+                                         {"Services", std::move(services)}})};
     };
     co_return co_await blocking(req, spec, run);
   }

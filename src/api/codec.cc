@@ -409,6 +409,11 @@ Json encodeKV(const store::KVEntry& e) {
   return j;
 }
 
+bool isConnectProxyFor(const store::Service& s, const std::string& service) {
+  return s.kind == "connect-proxy" && s.proxy.is_object() &&
+         s.proxy.value("DestinationServiceName", "") == service;
+}
+
 std::string base64Encode(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3), '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),

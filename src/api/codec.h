@@ -44,6 +44,9 @@ Json encodeKV(const store::KVEntry& e);
 
 std::string base64Encode(std::string_view bytes);
 
+// True when `s` is a sidecar proxy (Kind connect-proxy) whose destination is `service`.
+bool isConnectProxyFor(const store::Service& s, const std::string& service);
+
 // Serialises `j` compactly, or indented when the request asked for ?pretty.
 std::string dump(const Json& j, bool pretty);
 

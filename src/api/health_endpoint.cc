@@ -5,10 +5,6 @@
 namespace taskmesh::api {
 namespace {
 
-net::HttpResponse json(const Json& j) {
-  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
-}
-
 const std::vector<std::string>& tagsOf(const store::Tables& t, const store::Check& c) {
   static const std::vector<std::string> kNone;
   if (c.serviceId.empty()) return kNone;
@@ -53,17 +49,16 @@ Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_
             visit(entry, entry.services.at(id));
           }
         }
-        return Answer{t.indexForService(name), json(out)};
+        return Answer{t.indexForService(name), jsonResponse(out)};
       }
       for (const auto& [node, entry] : t.nodes) {
         for (const auto& [id, s] : entry.services) {
-          if (s.kind == "connect-proxy" && s.proxy.is_object() &&
-              s.proxy.value("DestinationServiceName", "") == name) {
+          if (isConnectProxyFor(s, name)) {
             visit(entry, s);
           }
         }
       }
-      return Answer{std::max(t.servicesIndex, t.checksIndex), json(out)};
+      return Answer{std::max(t.servicesIndex, t.checksIndex), jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }
@@ -82,7 +77,7 @@ Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_
           }
         }
       }
-      return Answer{t.indexForService(name), json(out)};
+      return Answer{t.indexForService(name), jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }
@@ -96,7 +91,7 @@ Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_
         for (const auto& [cid, c] : it->second.checks)
           out.push_back(encodeHealthCheck(c, tagsOf(t, c)));
       }
-      return Answer{t.checksIndex, json(out)};
+      return Answer{t.checksIndex, jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }
@@ -116,7 +111,7 @@ Awaitable<net::HttpResponse> HttpApi::health(net::HttpRequest& req, std::string_
             out.push_back(encodeHealthCheck(c, tagsOf(t, c)));
         }
       }
-      return Answer{t.checksIndex, json(out)};
+      return Answer{t.checksIndex, jsonResponse(out)};
     };
     co_return co_await blocking(req, spec, run);
   }

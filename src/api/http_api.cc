@@ -28,6 +28,10 @@ net::HttpResponse errorResponse(const Error& e) {
   return net::HttpResponse::text(status, e.message);
 }
 
+net::HttpResponse jsonResponse(const Json& j) {
+  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
 HttpApi::HttpApi(asio::io_context& io, store::StateStore& store, store::WatchHub& hub,
                  Cluster cluster, ServerInfo info)
     : io_(io), store_(store), hub_(hub), cluster_(std::move(cluster)), info_(std::move(info)) {}

@@ -91,5 +91,7 @@ class HttpApi {
 };
 
 net::HttpResponse errorResponse(const Error& e);
+// 200 with `j` as compact JSON (invalid UTF-8 in strings replaced, never thrown on).
+net::HttpResponse jsonResponse(const nlohmann::json& j);
 
 }  // namespace taskmesh::api

@@ -7,10 +7,6 @@
 namespace taskmesh::api {
 namespace {
 
-net::HttpResponse json(const Json& j) {
-  return net::HttpResponse::json(j.dump(-1, ' ', false, Json::error_handler_t::replace));
-}
-
 Result<std::optional<uint64_t>> optionalUint(const net::HttpRequest& req, const std::string& name) {
   if (!req.has(name)) return std::optional<uint64_t>();
   auto v = parseUint(req.param(name), name);
@@ -93,7 +89,7 @@ Awaitable<net::HttpResponse> HttpApi::kvGet(net::HttpRequest& req, const std::st
         r.headers.emplace_back("Content-Security-Policy", "sandbox");
         return Answer{index, std::move(r)};
       }
-      return Answer{index, json(Json::array({encodeKV(it->second)}))};
+      return Answer{index, jsonResponse(Json::array({encodeKV(it->second)}))};
     }
     uint64_t index = t.indexForKVPrefix(key);
     Json out = Json::array();
@@ -115,7 +111,7 @@ Awaitable<net::HttpResponse> HttpApi::kvGet(net::HttpRequest& req, const std::st
       out.push_back(it->first);
     }
     if (!keys && out.empty()) return Answer{index, net::HttpResponse::text(404, "")};
-    return Answer{index, json(out)};
+    return Answer{index, jsonResponse(out)};
   };
   co_return co_await blocking(req, spec, run);
 }
