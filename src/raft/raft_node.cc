@@ -80,12 +80,18 @@ Result<void> RaftNode::start() {
     if (rv != 0) return fail("raft transport", rv, nullptr);
     rv = raft_uv_init(io_.get(), loop_.get(), options_.dataDir.c_str(), transport_.get());
     if (rv != 0) return fail("raft log in " + options_.dataDir, rv, io_->errmsg);
+    if (io_->version < 2 || io_->async_work == nullptr) {
+      // libraft 0.15's uv I/O does not offer async work; provide it on libuv's thread pool.
+      io_->version = 2;
+      io_->async_work = &RaftNode::queueAsyncWork;
+    }
     std::memset(fsm_.get(), 0, sizeof(struct ::raft_fsm));
-    fsm_->version = 2;
+    fsm_->version = 3;
     fsm_->data = this;
     fsm_->apply = &RaftNode::fsmApply;
     fsm_->snapshot = &RaftNode::fsmSnapshot;
     fsm_->snapshot_finalize = &RaftNode::fsmSnapshotFinalize;
+    fsm_->snapshot_async = &RaftNode::fsmSnapshotAsync;
     fsm_->restore = &RaftNode::fsmRestore;
     rv = raft_init(raft_.get(), io_.get(), fsm_.get(), options_.id, options_.address.c_str());
     if (rv != 0) return fail("raft init", rv, raft_errmsg(raft_.get()));
@@ -266,25 +272,73 @@ int RaftNode::fsmApply(struct ::raft_fsm* fsm, const struct ::raft_buffer* buf, 
   return 0;
 }
 
+namespace {
+struct AsyncWork {
+  uv_work_t work;
+  struct ::raft_io_async_work* req;
+  raft_io_async_work_cb cb;
+  int status;
+};
+}  // namespace
+
+int RaftNode::queueAsyncWork(struct ::raft_io* io, struct ::raft_io_async_work* req,
+                             raft_io_async_work_cb cb) {
+  // raft_init points io->data at the raft instance, whose data is this node.
+  auto* self = static_cast<RaftNode*>(static_cast<struct ::raft*>(io->data)->data);
+  auto* w = new AsyncWork{};
+  w->work.data = w;
+  w->req = req;
+  w->cb = cb;
+  int rv = uv_queue_work(
+      self->loop_.get(), &w->work,
+      [](uv_work_t* work) {
+        auto* aw = static_cast<AsyncWork*>(work->data);
+        aw->status = aw->req->work(aw->req);
+      },
+      [](uv_work_t* work, int status) {
+        auto* aw = static_cast<AsyncWork*>(work->data);
+        aw->cb(aw->req, status != 0 ? RAFT_CANCELED : aw->status);
+        delete aw;
+      });
+  if (rv != 0) {
+    delete w;
+    return RAFT_IOERR;
+  }
+  return 0;
+}
+
+// Snapshots are taken in two steps so that applying entries pauses only for a copy of the
+// tables, not for their encoding: fsmSnapshot (Raft thread) copies, fsmSnapshotAsync (a
+// libuv worker) encodes into the one buffer, fsmSnapshotFinalize (Raft thread) frees.
 int RaftNode::fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n) {
   auto* self = static_cast<RaftNode*>(fsm->data);
-  std::string bytes = self->store_.snapshot();
   auto* array = static_cast<struct ::raft_buffer*>(raft_malloc(sizeof(struct ::raft_buffer)));
   if (array == nullptr) return RAFT_NOMEM;
-  array[0].len = bytes.size();
-  array[0].base = raft_malloc(bytes.size());
-  if (array[0].base == nullptr) {
-    raft_free(array);
-    return RAFT_NOMEM;
-  }
-  std::memcpy(array[0].base, bytes.data(), bytes.size());
+  array[0].base = nullptr;
+  array[0].len = 0;
+  self->snapshotTables_ = std::make_unique<store::Tables>(self->store_.copyTables());
   *bufs = array;
   *n = 1;
+  return 0;
+}
+
+int RaftNode::fsmSnapshotAsync(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n) {
+  auto* self = static_cast<RaftNode*>(fsm->data);
+  if (!self->snapshotTables_ || *n != 1) return RAFT_INVALID;
+  std::string bytes = store::StateStore::encodeSnapshot(*self->snapshotTables_);
+  self->snapshotTables_.reset();
+  void* base = raft_malloc(bytes.size());
+  if (base == nullptr) return RAFT_NOMEM;
+  std::memcpy(base, bytes.data(), bytes.size());
+  (*bufs)[0].base = base;
+  (*bufs)[0].len = bytes.size();
   logger()->info("snapshot taken bytes={}", bytes.size());
   return 0;
 }
 
-int RaftNode::fsmSnapshotFinalize(struct ::raft_fsm*, struct ::raft_buffer* bufs[], unsigned* n) {
+int RaftNode::fsmSnapshotFinalize(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[],
+                                  unsigned* n) {
+  static_cast<RaftNode*>(fsm->data)->snapshotTables_.reset();
   for (unsigned i = 0; i < *n; ++i) raft_free((*bufs)[i].base);
   raft_free(*bufs);
   *bufs = nullptr;

@@ -25,6 +25,7 @@ struct raft;
 struct raft_io;
 struct raft_fsm;
 struct raft_buffer;
+struct raft_io_async_work;
 struct raft_uv_transport;
 struct uv_loop_s;
 struct uv_async_s;
@@ -83,6 +84,9 @@ class RaftNode {
   void pollState();
   static int fsmApply(struct ::raft_fsm* fsm, const struct ::raft_buffer* buf, void** result);
   static int fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
+  static int queueAsyncWork(struct ::raft_io* io, struct ::raft_io_async_work* req,
+                            void (*cb)(struct ::raft_io_async_work*, int));
+  static int fsmSnapshotAsync(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
   static int fsmSnapshotFinalize(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
   static int fsmRestore(struct ::raft_fsm* fsm, struct ::raft_buffer* buf);
 
@@ -99,6 +103,9 @@ class RaftNode {
   std::unique_ptr<::uv_async_s> wake_;
   std::unique_ptr<::uv_timer_s> poll_;
   store::ApplyResult lastResult_;  // result of the entry being applied, read by its callback
+  // The tables as of the snapshot being taken: copied on the Raft thread by fsmSnapshot,
+  // encoded and released by fsmSnapshotAsync on a libuv worker thread (libraft orders the two).
+  std::unique_ptr<store::Tables> snapshotTables_;
   bool barrierPending_ = false;
   int lastState_ = 0;
 

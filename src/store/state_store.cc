@@ -305,7 +305,15 @@ void appendFrame(std::string& out, const Json& record, uint64_t* frames = nullpt
 
 std::string StateStore::snapshot() const {
   std::shared_lock lock(mu_);
-  const Tables& t = tables_;
+  return encodeSnapshot(tables_);
+}
+
+Tables StateStore::copyTables() const {
+  std::shared_lock lock(mu_);
+  return tables_;
+}
+
+std::string StateStore::encodeSnapshot(const Tables& t) {
   std::string out(kSnapshotMagic);
   uint64_t frames = 0;
   Json graveyard = Json::object();

@@ -96,9 +96,13 @@ class StateStore {
     return fn(static_cast<const Tables&>(tables_));
   }
 
-  // Serialises all tables (MessagePack) / replaces them from such bytes.
+  // Serialises all tables (MessagePack records) / replaces them from such bytes.
   std::string snapshot() const;
   Result<void> restore(std::string_view bytes);
+  // The two halves of snapshot(), so the slow half can run off the Raft thread: a copy of the
+  // tables (taken where no apply can run concurrently), then its encoding, on any thread.
+  Tables copyTables() const;
+  static std::string encodeSnapshot(const Tables& t);
 
  private:
   ApplyResult applyOne(uint64_t index, const RegisterCommand& c);
