@@ -71,6 +71,7 @@ Result<void> RaftNode::start() {
     loop_ = std::make_unique<uv_loop_s>();
     wake_ = std::make_unique<uv_async_s>();
     poll_ = std::make_unique<uv_timer_s>();
+    turn_ = std::make_unique<uv_check_s>();
     auto fail = [&](const std::string& what, int rv, const char* detail) {
       std::string reason = detail != nullptr && *detail != '\0' ? detail : raft_strerror(rv);
       started.set_value(makeError(ErrorCode::kIo, what + ": " + reason));
@@ -115,6 +116,12 @@ Result<void> RaftNode::start() {
     wake_->data = this;
     uv_async_init(loop_.get(), wake_.get(),
                   [](uv_async_t* h) { static_cast<RaftNode*>(h->data)->drainQueue(); });
+    turn_->data = this;
+    uv_check_init(loop_.get(), turn_.get());
+    uv_check_start(turn_.get(), [](uv_check_t* h) {
+      auto* self = static_cast<RaftNode*>(h->data);
+      if (self->hooks_.turnDone) self->hooks_.turnDone();
+    });
     poll_->data = this;
     uv_timer_init(loop_.get(), poll_.get());
     uv_timer_start(
@@ -174,12 +181,14 @@ void RaftNode::drainQueue() {
     leaderReady_ = false;
     knownLeader_ = false;
     uv_timer_stop(poll_.get());
+    uv_check_stop(turn_.get());
     raft_close(raft_.get(), [](struct ::raft* r) {
       auto* self = static_cast<RaftNode*>(r->data);
       raft_uv_close(self->io_.get());
       raft_uv_tcp_close(self->transport_.get());
       uv_close(reinterpret_cast<uv_handle_t*>(self->wake_.get()), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(self->poll_.get()), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(self->turn_.get()), nullptr);
     });
     return;
   }

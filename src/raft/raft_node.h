@@ -30,6 +30,7 @@ struct raft_uv_transport;
 struct uv_loop_s;
 struct uv_async_s;
 struct uv_timer_s;
+struct uv_check_s;
 
 namespace taskmesh::raft {
 
@@ -47,6 +48,9 @@ struct Hooks {
   std::function<void(const store::ApplyResult&)> applied;
   // This server became leader and every earlier entry is applied (after a barrier).
   std::function<void()> leaderReady;
+  // End of one turn of the Raft thread's loop: every callback of the entries committed in
+  // this turn (applied hooks, ProposeDone) has run. Lets the owner hand them on in one batch.
+  std::function<void()> turnDone;
 };
 
 using ProposeDone = std::function<void(Result<store::ApplyResult>)>;
@@ -102,6 +106,7 @@ class RaftNode {
   std::unique_ptr<::uv_loop_s> loop_;
   std::unique_ptr<::uv_async_s> wake_;
   std::unique_ptr<::uv_timer_s> poll_;
+  std::unique_ptr<::uv_check_s> turn_;
   store::ApplyResult lastResult_;  // result of the entry being applied, read by its callback
   // The tables as of the snapshot being taken: copied on the Raft thread by fsmSnapshot,
   // encoded and released by fsmSnapshotAsync on a libuv worker thread (libraft orders the two).

@@ -5,7 +5,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <vector>
 
 #include "api/http_api.h"
 #include "base/file.h"
@@ -48,15 +50,44 @@ Result<std::string> loadNodeId(const std::string& dataDir) {
   return id;
 }
 
+// Carries completions from the Raft thread to the HTTP thread in batches: the Raft thread
+// adds them while it applies a turn's entries and flushes once per turn, so N writes
+// committed together wake the HTTP thread once instead of 2N times. add() may also run on a
+// caller's thread (a proposal refused at shutdown), hence the mutex.
+class Mailbox {
+ public:
+  explicit Mailbox(asio::io_context& io) : io_(io) {}
+  void add(std::function<void()> work) {
+    std::lock_guard lock(mu_);
+    items_.push_back(std::move(work));
+  }
+  void flush() {
+    std::vector<std::function<void()>> batch;
+    {
+      std::lock_guard lock(mu_);
+      batch.swap(items_);
+    }
+    if (batch.empty()) return;
+    asio::post(io_, [batch = std::move(batch)] {
+      for (const auto& work : batch) work();
+    });
+  }
+
+ private:
+  asio::io_context& io_;
+  std::mutex mu_;  // guards items_
+  std::vector<std::function<void()>> items_;
+};
+
 // Suspends until the Raft node has applied `command` (or refused it). Not a coroutine itself:
 // it returns the awaitable of the asynchronous operation, so no coroutine frame owns `bytes`.
-Awaitable<Result<store::ApplyResult>> propose(raft::RaftNode& node, asio::io_context& io,
+Awaitable<Result<store::ApplyResult>> propose(raft::RaftNode& node, Mailbox& mailbox,
                                               const store::Command& command) {
   return asio::async_initiate<decltype(asio::use_awaitable), void(Result<store::ApplyResult>)>(
-      [&node, &io](auto handler, std::string bytes) {
+      [&node, &mailbox](auto handler, std::string bytes) {
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        node.propose(std::move(bytes), [h, &io](Result<store::ApplyResult> r) {
-          asio::post(io, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        node.propose(std::move(bytes), [h, &mailbox](Result<store::ApplyResult> r) {
+          mailbox.add([h, r = std::move(r)] { (*h)(r); });
         });
       },
       asio::use_awaitable, store::encodeCommand(command));
@@ -87,10 +118,9 @@ store::RegisterCommand selfRegistration(const api::ServerInfo& info) {
 
 // Keeps the server's own node, `consul` service and serfHealth in the catalog. Idempotent:
 // an unchanged registration changes no index.
-Awaitable<void> registerSelf(raft::RaftNode& node, asio::io_context& io,
-                             const api::ServerInfo& info) {
+Awaitable<void> registerSelf(raft::RaftNode& node, Mailbox& mailbox, const api::ServerInfo& info) {
   store::Command self = selfRegistration(info);
-  auto r = co_await propose(node, io, self);
+  auto r = co_await propose(node, mailbox, self);
   if (!r) logger()->warn("self registration failed error=\"{}\"", r.error().message);
 }
 
@@ -137,15 +167,17 @@ int run(const ServerOptions& o) {
   asio::io_context io(1);
   store::StateStore store;
   store::WatchHub hub;
+  Mailbox mailbox(io);
   raft::Hooks hooks;
-  hooks.applied = [&io, &hub](const store::ApplyResult& r) {
+  hooks.applied = [&mailbox, &hub](const store::ApplyResult& r) {
     if (r.changes.empty()) return;
-    asio::post(io, [&hub, changes = r.changes] { hub.notify(changes); });
+    mailbox.add([&hub, changes = r.changes] { hub.notify(changes); });
   };
+  hooks.turnDone = [&mailbox] { mailbox.flush(); };
   raft::RaftNode* nodePtr = nullptr;
-  hooks.leaderReady = [&io, &info, &nodePtr] {
-    asio::post(io, [&io, &info, &nodePtr] {
-      asio::co_spawn(io, registerSelf(*nodePtr, io, info), asio::detached);
+  hooks.leaderReady = [&io, &info, &nodePtr, &mailbox] {
+    asio::post(io, [&io, &info, &nodePtr, &mailbox] {
+      asio::co_spawn(io, registerSelf(*nodePtr, mailbox, info), asio::detached);
     });
   };
   raft::RaftOptions ro;
@@ -156,7 +188,7 @@ int run(const ServerOptions& o) {
   nodePtr = &node;
 
   api::Cluster cluster;
-  cluster.apply = [&node, &io](const store::Command& c) { return propose(node, io, c); };
+  cluster.apply = [&node, &mailbox](const store::Command& c) { return propose(node, mailbox, c); };
   cluster.isLeader = [&node] { return node.isLeader(); };
   cluster.knownLeader = [&node] { return node.knownLeader(); };
   cluster.leaderAddress = [&node] { return node.leaderAddress(); };
