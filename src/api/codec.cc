@@ -410,8 +410,10 @@ Json encodeKV(const store::KVEntry& e) {
 }
 
 bool isConnectProxyFor(const store::Service& s, const std::string& service) {
-  return s.kind == "connect-proxy" && s.proxy.is_object() &&
-         s.proxy.value("DestinationServiceName", "") == service;
+  if (s.kind != "connect-proxy" || !s.proxy.is_object()) return false;
+  // Proxy is client JSON kept as given: the field may be missing or of any type.
+  auto it = s.proxy.find("DestinationServiceName");
+  return it != s.proxy.end() && it->is_string() && it->get_ref<const std::string&>() == service;
 }
 
 std::string base64Encode(std::string_view bytes) {

@@ -66,5 +66,20 @@ TEST(Encode, EmptyListsAreArraysAndValuesBase64) {
   EXPECT_EQ(base64Encode(""), "");
 }
 
+TEST(IsConnectProxyFor, ToleratesAnyProxyShape) {
+  store::Service s;
+  s.kind = "connect-proxy";
+  s.proxy = Json{{"DestinationServiceName", "web"}};
+  EXPECT_TRUE(isConnectProxyFor(s, "web"));
+  EXPECT_FALSE(isConnectProxyFor(s, "api"));
+  s.proxy = Json{{"DestinationServiceName", 5}};  // a client may send any type
+  EXPECT_FALSE(isConnectProxyFor(s, "web"));
+  s.proxy = Json::object();
+  EXPECT_FALSE(isConnectProxyFor(s, "web"));
+  s.kind = "";
+  s.proxy = Json{{"DestinationServiceName", "web"}};
+  EXPECT_FALSE(isConnectProxyFor(s, "web"));
+}
+
 }  // namespace
 }  // namespace taskmesh::api

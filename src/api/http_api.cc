@@ -126,8 +126,8 @@ Awaitable<net::HttpResponse> HttpApi::write(const store::Command& command, bool 
 net::HttpResponse HttpApi::status(const net::HttpRequest& req, std::string_view rest) {
   if (req.method != "GET")
     return net::HttpResponse::text(405, "method " + req.method + " not allowed");
-  if (rest == "leader") return net::HttpResponse::json(Json(cluster_.leaderAddress()).dump());
-  if (rest == "peers") return net::HttpResponse::json(Json(cluster_.peers()).dump());
+  if (rest == "leader") return jsonResponse(Json(cluster_.leaderAddress()));
+  if (rest == "peers") return jsonResponse(Json(cluster_.peers()));
   return net::HttpResponse::text(
       404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
@@ -169,7 +169,7 @@ net::HttpResponse HttpApi::agent(const net::HttpRequest& req, std::string_view r
               {"Meta", Json::object()}};
     return net::HttpResponse::json(dump(self, req.has("pretty")));
   }
-  if (rest == "members") return net::HttpResponse::json(Json::array({member}).dump());
+  if (rest == "members") return jsonResponse(Json::array({member}));
   return net::HttpResponse::text(
       404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
