@@ -53,6 +53,18 @@ class TempDir {
   std::string path_;
 };
 
+// ECS answers with one RUNNING task (us-east-1, number 1) whose consul-server has `ip`.
+void serveOneRunningServer(FakeEcs& ecs, const std::string& ip) {
+  ecs.on("ListTasks", [](const json&, int) {
+    return FakeEcs::ok({{"taskArns", {taskArn("us-east-1", 1)}}});
+  });
+  ecs.on("DescribeTasks", [ip](const json&, int) {
+    return FakeEcs::ok(
+        {{"tasks", json::array({task(taskArn("us-east-1", 1), "RUNNING",
+                                     json::array({container("consul-server", ip)}))})}});
+  });
+}
+
 aws::AwsEnvironment envWithKeys(const std::string& endpoint) {
   aws::AwsEnvironment env;
   env.accessKeyId = kCreds.accessKeyId;
@@ -165,14 +177,7 @@ TEST(DiscoverServers, MetadataEndpointFailuresAreRetried) {
         json{{"Cluster", "demo"}, {"TaskARN", taskArn("us-east-1", 9)}}.dump());
   });
   FakeEcs ecs("us-east-1", kCreds);
-  ecs.on("ListTasks", [](const json&, int) {
-    return FakeEcs::ok({{"taskArns", {taskArn("us-east-1", 1)}}});
-  });
-  ecs.on("DescribeTasks", [](const json&, int) {
-    return FakeEcs::ok(
-        {{"tasks", json::array({task(taskArn("us-east-1", 1), "RUNNING",
-                                     json::array({container("consul-server", "10.1.1.1")}))})}});
-  });
+  serveOneRunningServer(ecs, "10.1.1.1");
   auto env = envWithKeys(ecs.url());
   env.metadataUriV4 = metadata.url() + "/v4/x";
   auto options = fastOptions("unused");
@@ -187,14 +192,7 @@ TEST(DiscoverServers, MetadataEndpointFailuresAreRetried) {
 // -endpoint wins over AWS_ENDPOINT_URL_ECS, which wins over AWS_ENDPOINT_URL.
 TEST(DiscoverServers, EndpointPrecedence) {
   FakeEcs ecs("us-east-1", kCreds);
-  ecs.on("ListTasks", [](const json&, int) {
-    return FakeEcs::ok({{"taskArns", {taskArn("us-east-1", 1)}}});
-  });
-  ecs.on("DescribeTasks", [](const json&, int) {
-    return FakeEcs::ok(
-        {{"tasks", json::array({task(taskArn("us-east-1", 1), "RUNNING",
-                                     json::array({container("consul-server", "10.2.2.2")}))})}});
-  });
+  serveOneRunningServer(ecs, "10.2.2.2");
   auto options = fastOptions("unused");
   options.timeout = "2s";
   auto env = envWithKeys("http://127.0.0.1:1");
@@ -356,14 +354,7 @@ TEST(DiscoverServers, BadFlagsAndConfigurationAreClearErrors) {
 
 TEST(DiscoverServers, UnwritableOutIsExitOne) {
   FakeEcs ecs("us-east-1", kCreds);
-  ecs.on("ListTasks", [](const json&, int) {
-    return FakeEcs::ok({{"taskArns", {taskArn("us-east-1", 1)}}});
-  });
-  ecs.on("DescribeTasks", [](const json&, int) {
-    return FakeEcs::ok(
-        {{"tasks", json::array({task(taskArn("us-east-1", 1), "RUNNING",
-                                     json::array({container("consul-server", "10.0.0.9")}))})}});
-  });
+  serveOneRunningServer(ecs, "10.0.0.9");
   auto options = fastOptions("/nonexistent-dir/server-ip");
   EXPECT_EQ(runDiscoverServers(options, envWithKeys(ecs.url())), 1);
 }
