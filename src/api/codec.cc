@@ -1,5 +1,7 @@
 #include "api/codec.h"
 
+#include "api/fields.h"
+
 #include <openssl/evp.h>
 
 #include "base/json.h"
@@ -9,135 +11,6 @@
 #include <limits>
 
 namespace taskmesh::api {
-namespace {
-
-Error decodeError(const std::string& path, const std::string& what) {
-  return Error{ErrorCode::kInvalidArgument,
-               "Request decode failed: " + (path.empty() ? what : path + ": " + what)};
-}
-
-std::string typeName(const Json& j) {
-  switch (j.type()) {
-    case Json::value_t::null:
-      return "null";
-    case Json::value_t::boolean:
-      return "bool";
-    case Json::value_t::string:
-      return "string";
-    case Json::value_t::array:
-      return "array";
-    case Json::value_t::object:
-      return "object";
-    case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned:
-    case Json::value_t::number_float:
-      return "number";
-    default:
-      return "value";
-  }
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// Case-insensitive view of one JSON object's fields, with typed getters that name the path.
-class Fields {
- public:
-  Fields(const Json& obj, std::string path) : obj_(obj), path_(std::move(path)) {}
-
-  const Json* find(std::string_view name) const {
-    if (!obj_.is_object()) return nullptr;
-    auto exact = obj_.find(std::string(name));
-    if (exact != obj_.end()) return &*exact;
-    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
-      if (equalsIgnoreCase(it.key(), name)) return &*it;
-    }
-    return nullptr;
-  }
-  std::string at(std::string_view name) const {
-    return path_.empty() ? std::string(name) : path_ + "." + std::string(name);
-  }
-  Result<std::string> str(std::string_view name) const {
-    const Json* v = find(name);
-    if (v == nullptr || v->is_null()) return std::string();
-    if (!v->is_string())
-      return makeError(decodeError(at(name), "expected a string, got " + typeName(*v)));
-    return v->get<std::string>();
-  }
-  Result<int64_t> integer(std::string_view name, int64_t min, int64_t max) const {
-    const Json* v = find(name);
-    if (v == nullptr || v->is_null()) return int64_t{0};
-    if (!v->is_number_integer() && !v->is_number_unsigned()) {
-      return makeError(decodeError(at(name), "expected an integer, got " + typeName(*v)));
-    }
-    if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(max)) {
-      return makeError(decodeError(at(name), "out of range"));
-    }
-    int64_t x = v->get<int64_t>();
-    if (x < min || x > max) return makeError(decodeError(at(name), "out of range"));
-    return x;
-  }
-  Result<bool> boolean(std::string_view name) const {
-    const Json* v = find(name);
-    if (v == nullptr || v->is_null()) return false;
-    if (!v->is_boolean())
-      return makeError(decodeError(at(name), "expected a bool, got " + typeName(*v)));
-    return v->get<bool>();
-  }
-  Result<store::StringMap> stringMap(std::string_view name) const {
-    store::StringMap out;
-    const Json* v = find(name);
-    if (v == nullptr || v->is_null()) return out;
-    if (!v->is_object())
-      return makeError(decodeError(at(name), "expected an object, got " + typeName(*v)));
-    for (auto it = v->begin(); it != v->end(); ++it) {
-      if (!it->is_string()) {
-        return makeError(decodeError(at(name) + "[\"" + it.key() + "\"]",
-                                     "expected a string, got " + typeName(*it)));
-      }
-      out[it.key()] = it->get<std::string>();
-    }
-    return out;
-  }
-  Result<std::vector<std::string>> stringList(std::string_view name) const {
-    std::vector<std::string> out;
-    const Json* v = find(name);
-    if (v == nullptr || v->is_null()) return out;
-    if (!v->is_array())
-      return makeError(decodeError(at(name), "expected an array, got " + typeName(*v)));
-    for (size_t i = 0; i < v->size(); ++i) {
-      if (!(*v)[i].is_string()) {
-        return makeError(decodeError(at(name) + "[" + std::to_string(i) + "]",
-                                     "expected a string, got " + typeName((*v)[i])));
-      }
-      out.push_back((*v)[i].get<std::string>());
-    }
-    return out;
-  }
-  // An object-valued field kept as JSON; null when absent.
-  Result<Json> object(std::string_view name) const {
-    const Json* v = find(name);
-    if (v == nullptr || v->is_null()) return Json();
-    if (!v->is_object())
-      return makeError(decodeError(at(name), "expected an object, got " + typeName(*v)));
-    return *v;
-  }
-
- private:
-  const Json& obj_;
-  std::string path_;
-};
-
-#define TM_TRY(var, expr)                          \
-  auto var##_r = (expr);                           \
-  if (!var##_r) return makeError(var##_r.error()); \
-  auto var = std::move(*var##_r)
-
-}  // namespace
 
 bool isValidCheckStatus(std::string_view s) {
   return s == store::kPassing || s == store::kWarning || s == store::kCritical;

@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <functional>
+#include <memory>
 #include <optional>
 
 #include "base/duration.h"
@@ -46,9 +47,10 @@ std::optional<uint16_t> parsePort(std::string_view text) {
   return static_cast<uint16_t>(value);
 }
 
-// Resolves and connects one TCP stream before a deadline, then hands over to `onConnected`.
-// Everything runs on `io`, driven by the caller's io.run(). The stream's own timer bounds the
-// connect; a timer bounds name resolution.
+// Resolves and connects one TCP stream before a deadline, then calls `onDone(connected)` once.
+// Runs on `io`. The stream's own timer bounds the connect; a timer bounds name resolution.
+// The owner keeps the Connector (and the stream) alive until onDone has run; onDone is moved
+// out before it is called, so a shared_ptr it captures is released then.
 class Connector {
  public:
   Connector(asio::io_context& io, beast::tcp_stream& stream, Clock::time_point deadline,
@@ -59,8 +61,8 @@ class Connector {
         resolver_(io),
         resolveTimer_(io) {}
 
-  void start(const std::string& host, uint16_t port, std::function<void()> onConnected) {
-    onConnected_ = std::move(onConnected);
+  void start(const std::string& host, uint16_t port, std::function<void(bool)> onDone) {
+    onDone_ = std::move(onDone);
     boost::system::error_code ec;
     auto ip = asio::ip::make_address(host, ec);
     if (!ec) {
@@ -78,8 +80,8 @@ class Connector {
         host, std::to_string(port),
         [this, host](boost::system::error_code e, const tcp::resolver::results_type& results) {
           resolveTimer_.cancel();
-          if (resolveTimedOut_) return fail(ErrorCode::kTimeout, "resolving " + host, e);
-          if (e) return fail(ErrorCode::kUnavailable, "cannot resolve " + host, e);
+          if (resolveTimedOut_) return failed(ErrorCode::kTimeout, "resolving " + host, e);
+          if (e) return failed(ErrorCode::kUnavailable, "cannot resolve " + host, e);
           std::vector<tcp::endpoint> endpoints;
           for (const auto& r : results) endpoints.push_back(r.endpoint());
           connect(endpoints);
@@ -108,11 +110,20 @@ class Connector {
   void connect(const std::vector<tcp::endpoint>& endpoints) {
     stream_.expires_at(deadline_);
     stream_.async_connect(endpoints, [this](boost::system::error_code e, const tcp::endpoint&) {
-      if (e) return fail(ErrorCode::kUnavailable, "connecting", e);
+      if (e) return failed(ErrorCode::kUnavailable, "connecting", e);
       boost::system::error_code ignored;
       stream_.socket().set_option(tcp::no_delay(true), ignored);
-      onConnected_();
+      finish(true);
     });
+  }
+  void failed(ErrorCode code, const std::string& step, const boost::system::error_code& ec) {
+    fail(code, step, ec);
+    finish(false);
+  }
+  void finish(bool connected) {
+    auto done = std::move(onDone_);
+    onDone_ = nullptr;
+    if (done) done(connected);
   }
 
   beast::tcp_stream& stream_;
@@ -121,7 +132,7 @@ class Connector {
   tcp::resolver resolver_;
   asio::steady_timer resolveTimer_;
   bool resolveTimedOut_ = false;
-  std::function<void()> onConnected_;
+  std::function<void(bool)> onDone_;
   std::optional<Error> error_;
 };
 
@@ -238,82 +249,192 @@ Result<HttpUrl> parseHttpUrl(std::string_view url) {
   return out;
 }
 
-Result<HttpClientResponse> httpRequest(const HttpClientRequest& request) {
-  std::string what = request.method + " " + request.url;
-  auto url = parseHttpUrl(request.url);
-  if (!url) return makeError(url.error().code, what + ": " + url.error().message);
-  if (request.timeout.count() <= 0) {
-    return makeError(ErrorCode::kInvalidArgument, what + ": timeout must be positive");
-  }
-  auto req = buildRequest(request, *url, what);
-  if (!req) return makeError(req.error());
+namespace {
 
-  asio::io_context io;
-  beast::tcp_stream stream(io);
+// One request/response exchange on a fresh connection. Owns everything the asynchronous
+// operations touch; each completion handler holds a shared_ptr to it, so it lives until the
+// last one has run. `done` is called exactly once, on the io_context's thread.
+struct Exchange : std::enable_shared_from_this<Exchange> {
+  Exchange(asio::io_context& io, Clock::time_point deadline, std::string what, size_t maxBody,
+           HttpDone done)
+      : stream(io),
+        connector(io, stream, deadline, std::move(what)),
+        deadline(deadline),
+        tooLarge("response body over " + std::to_string(maxBody) + " bytes"),
+        maxBody(maxBody),
+        done(std::move(done)) {
+    parser.header_limit(64 * 1024);
+    parser.body_limit(maxBody);
+  }
+
+  void start(const HttpUrl& url) {
+    auto self = shared_from_this();
+    connector.start(url.host, url.port, [self](bool connected) {
+      if (connected) {
+        self->write();
+      } else {
+        self->finish();
+      }
+    });
+  }
+
+  void write() {
+    auto self = shared_from_this();
+    stream.expires_at(deadline);
+    bhttp::async_write(stream, req, [self](boost::system::error_code ec, size_t) {
+      if (ec) return self->fail(ErrorCode::kUnavailable, "sending the request", ec);
+      self->readHeader();
+    });
+  }
+
+  void readHeader() {
+    auto self = shared_from_this();
+    stream.expires_at(deadline);
+    bhttp::async_read_header(stream, buffer, parser, [self](boost::system::error_code e, size_t) {
+      if (e == bhttp::error::header_limit) return self->fail("response header over 64 KiB");
+      if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
+      if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
+      // Beast 1.74 does not always apply body_limit to a response's Content-Length (when the
+      // header and body arrive in one buffer); check it here as well.
+      if (self->parser.content_length() && *self->parser.content_length() > self->maxBody) {
+        return self->fail(self->tooLarge);
+      }
+      self->readBody();
+    });
+  }
+
+  void readBody() {
+    auto self = shared_from_this();
+    stream.expires_at(deadline);
+    bhttp::async_read(stream, buffer, parser, [self](boost::system::error_code e, size_t) {
+      if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
+      if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
+      self->complete = true;
+      self->finish();
+    });
+  }
+
+  void fail(ErrorCode code, const std::string& step, const boost::system::error_code& ec) {
+    connector.fail(code, step, ec);
+    finish();
+  }
+  void fail(const std::string& message) {
+    connector.fail(ErrorCode::kTooLarge, message);
+    finish();
+  }
+
+  void finish() {
+    if (!done) return;
+    closeStream(stream);
+    HttpDone callback = std::move(done);
+    done = nullptr;
+    if (connector.error()) return callback(makeError(*connector.error()));
+    if (!complete) {
+      return callback(makeError(ErrorCode::kInternal, "exchange did not complete"));
+    }
+    callback(toResponse(parser.release()));
+  }
+
+  beast::tcp_stream stream;
+  Connector connector;
+  Clock::time_point deadline;
+  std::string tooLarge;
+  size_t maxBody;
+  HttpDone done;
+  bhttp::request<bhttp::string_body> req;
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
-  parser.header_limit(64 * 1024);
-  parser.body_limit(request.maxResponseBytes);
-  if (req->method() == bhttp::verb::head) parser.skip(true);  // a HEAD answer has no body
-  auto deadline = Clock::now() + request.timeout;
-  Connector connector(io, stream, deadline,
-                      what + " (timeout " + formatDuration(request.timeout) + ")");
   bool complete = false;
-  const std::string tooLarge =
-      "response body over " + std::to_string(request.maxResponseBytes) + " bytes";
+};
 
-  connector.start(url->host, url->port, [&] {
-    stream.expires_at(deadline);
-    bhttp::async_write(stream, *req, [&](boost::system::error_code ec, size_t) {
-      if (ec) return connector.fail(ErrorCode::kUnavailable, "sending the request", ec);
-      stream.expires_at(deadline);
-      bhttp::async_read_header(stream, buffer, parser, [&](boost::system::error_code e, size_t) {
-        if (e == bhttp::error::header_limit) {
-          return connector.fail(ErrorCode::kTooLarge, "response header over 64 KiB");
-        }
-        if (e == bhttp::error::body_limit) return connector.fail(ErrorCode::kTooLarge, tooLarge);
-        if (e) return connector.fail(ErrorCode::kUnavailable, "reading the response", e);
-        // Beast 1.74 does not always apply body_limit to a response's Content-Length (when the
-        // header and body arrive in one buffer); check it here as well.
-        if (parser.content_length() && *parser.content_length() > request.maxResponseBytes) {
-          return connector.fail(ErrorCode::kTooLarge, tooLarge);
-        }
-        stream.expires_at(deadline);
-        bhttp::async_read(stream, buffer, parser, [&](boost::system::error_code e2, size_t) {
-          if (e2 == bhttp::error::body_limit) return connector.fail(ErrorCode::kTooLarge, tooLarge);
-          if (e2) return connector.fail(ErrorCode::kUnavailable, "reading the response", e2);
-          complete = true;
+}  // namespace
+
+void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, HttpDone done) {
+  std::string what = request.method + " " + request.url;
+  auto fail = [&io, &done](Error e) {
+    asio::post(io, [done = std::move(done), e = std::move(e)] { done(makeError(e)); });
+  };
+  auto url = parseHttpUrl(request.url);
+  if (!url) return fail(Error{url.error().code, what + ": " + url.error().message});
+  if (request.timeout.count() <= 0) {
+    return fail(Error{ErrorCode::kInvalidArgument, what + ": timeout must be positive"});
+  }
+  auto req = buildRequest(request, *url, what);
+  if (!req) return fail(req.error());
+  auto exchange = std::make_shared<Exchange>(
+      io, Clock::now() + request.timeout,
+      what + " (timeout " + formatDuration(request.timeout) + ")", request.maxResponseBytes,
+      std::move(done));
+  exchange->req = std::move(*req);
+  if (exchange->req.method() == bhttp::verb::head) exchange->parser.skip(true);  // no body
+  exchange->start(*url);
+}
+
+Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io,
+                                            const HttpClientRequest& request) {
+  return asio::async_initiate<decltype(asio::use_awaitable),
+                              void(Result<HttpClientResponse>)>(
+      [&io](auto handler, const HttpClientRequest& r) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        asyncHttpRequest(io, r, [h](Result<HttpClientResponse> result) {
+          (*h)(std::move(result));
         });
-      });
-    });
-  });
+      },
+      asio::use_awaitable, std::cref(request));
+}
+
+Result<HttpClientResponse> httpRequest(const HttpClientRequest& request) {
+  asio::io_context io;
+  std::optional<Result<HttpClientResponse>> out;
+  asyncHttpRequest(io, request, [&out](Result<HttpClientResponse> r) { out = std::move(r); });
   io.run();
-  closeStream(stream);
-  if (connector.error()) return makeError(*connector.error());
-  if (!complete) return makeError(ErrorCode::kInternal, what + ": exchange did not complete");
-  return toResponse(parser.release());
+  if (!out) return makeError(ErrorCode::kInternal, request.method + " " + request.url +
+                                                       ": exchange did not complete");
+  return std::move(*out);
+}
+
+void asyncDialTcp(asio::io_context& io, const std::string& address,
+                  std::chrono::milliseconds timeout, std::function<void(Result<void>)> done) {
+  auto fail = [&io, &done](Error e) {
+    asio::post(io, [done = std::move(done), e = std::move(e)] { done(makeError(e)); });
+  };
+  auto hp = splitHostPort(address);
+  if (!hp) return fail(hp.error());
+  if (hp->second == 0) {
+    return fail(Error{ErrorCode::kInvalidArgument, "invalid port in address \"" + address + "\""});
+  }
+  if (timeout.count() <= 0) {
+    return fail(Error{ErrorCode::kInvalidArgument, "dial " + address + ": timeout must be positive"});
+  }
+  struct Dial {
+    Dial(asio::io_context& io, Clock::time_point deadline, std::string what)
+        : stream(io), connector(io, stream, deadline, std::move(what)) {}
+    beast::tcp_stream stream;
+    Connector connector;
+    std::function<void(Result<void>)> done;
+    void finish(bool connected) {
+      if (!done) return;
+      closeStream(stream);
+      auto callback = std::move(done);
+      done = nullptr;
+      if (connector.error()) return callback(makeError(*connector.error()));
+      if (!connected) return callback(makeError(ErrorCode::kInternal, "dial did not complete"));
+      callback({});
+    }
+  };
+  auto dial = std::make_shared<Dial>(io, Clock::now() + timeout,
+                                     "dial " + address + " (timeout " + formatDuration(timeout) + ")");
+  dial->done = std::move(done);
+  dial->connector.start(hp->first, hp->second, [dial](bool connected) { dial->finish(connected); });
 }
 
 Result<void> dialTcp(const std::string& address, std::chrono::milliseconds timeout) {
-  auto hp = splitHostPort(address);
-  if (!hp) return makeError(hp.error());
-  if (hp->second == 0) {
-    return makeError(ErrorCode::kInvalidArgument, "invalid port in address \"" + address + "\"");
-  }
-  if (timeout.count() <= 0) {
-    return makeError(ErrorCode::kInvalidArgument, "dial " + address + ": timeout must be positive");
-  }
   asio::io_context io;
-  beast::tcp_stream stream(io);
-  Connector connector(io, stream, Clock::now() + timeout,
-                      "dial " + address + " (timeout " + formatDuration(timeout) + ")");
-  bool connected = false;
-  connector.start(hp->first, hp->second, [&] { connected = true; });
+  std::optional<Result<void>> out;
+  asyncDialTcp(io, address, timeout, [&out](Result<void> r) { out = std::move(r); });
   io.run();
-  closeStream(stream);
-  if (connector.error()) return makeError(*connector.error());
-  if (!connected) return makeError(ErrorCode::kInternal, "dial " + address + ": did not complete");
-  return {};
+  if (!out) return makeError(ErrorCode::kInternal, "dial " + address + ": did not complete");
+  return std::move(*out);
 }
 
 }  // namespace taskmesh::net

@@ -1,18 +1,22 @@
 #pragma once
-// A small synchronous HTTP/1.1 client for the command-line tools (discover-servers, the AWS
-// clients, the metadata endpoint). Plain http only: "http://host[:port][/path][?query]".
+// A small HTTP/1.1 client: asynchronous on a caller's io_context (the agent: its calls to the
+// servers, HTTP checks, forwarded requests) and synchronous for the command-line tools
+// (discover-servers, the AWS clients, the metadata endpoint). Plain http only:
+// "http://host[:port][/path][?query]".
 //
 // Every call is bounded by its timeout: connecting, writing the request and reading the
 // response together must finish before one deadline. Name resolution of a host that is not an
 // IP literal goes through the system resolver, which is bounded by its own (resolv.conf)
 // timeouts as well as ours.
 //
-// Threads: each call runs a private io_context on the calling thread; callable from any thread,
-// never from inside a running io_context handler (it blocks).
+// Threads: the synchronous calls run a private io_context on the calling thread; callable from
+// any thread, never from inside a running io_context handler (they block). The asynchronous
+// calls run on the given io_context and call back on its thread, exactly once.
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -20,6 +24,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "net/asio.h"
 
 namespace taskmesh::net {
 
@@ -61,8 +66,19 @@ struct HttpClientResponse {
 //   kUnavailable resolve/connect/write/read failed; kTooLarge response over the limit.
 Result<HttpClientResponse> httpRequest(const HttpClientRequest& request);
 
+using HttpDone = std::function<void(Result<HttpClientResponse>)>;
+
+// The same exchange, asynchronous: `done` runs on `io` once the response is read or the
+// exchange failed (never inline, even for a bad URL).
+void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, HttpDone done);
+
+// Coroutine form of asyncHttpRequest. `request` must outlive the co_await.
+Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io, const HttpClientRequest& request);
+
 // Opens one TCP connection to "host:port" within `timeout` and closes it again. Errors name the
 // address: kInvalidArgument for a malformed address, kTimeout, kUnavailable (refused, no route).
 Result<void> dialTcp(const std::string& address, std::chrono::milliseconds timeout);
+void asyncDialTcp(asio::io_context& io, const std::string& address,
+                  std::chrono::milliseconds timeout, std::function<void(Result<void>)> done);
 
 }  // namespace taskmesh::net
