@@ -4,8 +4,6 @@
 #include <cctype>
 
 namespace taskmesh::api {
-namespace {
-
 // Go's encoding/json matches names case-insensitively; we also skip '_' (snake_case).
 bool sameFieldName(std::string_view a, std::string_view b) {
   size_t i = 0, j = 0;
@@ -20,8 +18,6 @@ bool sameFieldName(std::string_view a, std::string_view b) {
     ++j;
   }
 }
-
-}  // namespace
 
 Error decodeError(const std::string& path, const std::string& what) {
   return Error{ErrorCode::kInvalidArgument,

@@ -19,6 +19,9 @@ namespace taskmesh::api {
 
 using Json = nlohmann::json;
 
+// True when a JSON key names the field `name` (case and underscores ignored).
+bool sameFieldName(std::string_view key, std::string_view name);
+
 // kInvalidArgument "Request decode failed: <path>: <what>" (no path: just <what>).
 Error decodeError(const std::string& path, const std::string& what);
 // "string", "number", "object", ... as Go names JSON types in its errors.

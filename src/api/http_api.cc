@@ -51,6 +51,7 @@ Awaitable<net::HttpResponse> HttpApi::handle(net::HttpRequest& req) {
   if (strip("/v1/health/")) co_return co_await health(req, path);
   if (strip("/v1/status/")) co_return status(req, path);
   if (strip("/v1/agent/")) co_return agent(req, path);
+  if (internal_ && strip("/v1/internal/")) co_return internal_(req, path);
   co_return net::HttpResponse::text(
       404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }
@@ -169,7 +170,25 @@ net::HttpResponse HttpApi::agent(const net::HttpRequest& req, std::string_view r
               {"Meta", Json::object()}};
     return net::HttpResponse::json(dump(self, req.has("pretty")));
   }
-  if (rest == "members") return jsonResponse(Json::array({member}));
+  if (rest == "members") {
+    // Every node the leader watches (those with serfHealth): alive (1) or failed (4).
+    Json members = store_.read([this, &member](const store::Tables& t) {
+      Json out = Json::array({member});
+      for (const auto& [name, entry] : t.nodes) {
+        if (name == info_.nodeName) continue;
+        auto serf = entry.checks.find("serfHealth");
+        if (serf == entry.checks.end()) continue;
+        out.push_back(
+            {{"Name", name},
+             {"Addr", entry.node.address},
+             {"Port", 8301},
+             {"Tags", {{"role", "node"}, {"dc", info_.datacenter}, {"id", entry.node.id}}},
+             {"Status", serf->second.status == store::kPassing ? 1 : 4}});
+      }
+      return out;
+    });
+    return jsonResponse(members);
+  }
   return net::HttpResponse::text(
       404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
 }

@@ -46,6 +46,11 @@ class HttpApi {
 
   Awaitable<net::HttpResponse> handle(net::HttpRequest& req);
 
+  // Answers /v1/internal/<rest> (heartbeats; src/server owns them).
+  using InternalHandler =
+      std::function<net::HttpResponse(const net::HttpRequest&, std::string_view rest)>;
+  void setInternalHandler(InternalHandler h) { internal_ = std::move(h); }
+
  private:
   // A read's answer and the index it reflects.
   struct Answer {
@@ -88,6 +93,7 @@ class HttpApi {
   store::WatchHub& hub_;
   Cluster cluster_;
   ServerInfo info_;
+  InternalHandler internal_;
 };
 
 net::HttpResponse errorResponse(const Error& e);

@@ -374,13 +374,13 @@ Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io,
                                             const HttpClientRequest& request) {
   return asio::async_initiate<decltype(asio::use_awaitable),
                               void(Result<HttpClientResponse>)>(
-      [&io](auto handler, const HttpClientRequest& r) {
+      [&io](auto handler, HttpClientRequest r) {
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         asyncHttpRequest(io, r, [h](Result<HttpClientResponse> result) {
           (*h)(std::move(result));
         });
       },
-      asio::use_awaitable, std::cref(request));
+      asio::use_awaitable, request);
 }
 
 Result<HttpClientResponse> httpRequest(const HttpClientRequest& request) {

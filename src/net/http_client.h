@@ -72,7 +72,7 @@ using HttpDone = std::function<void(Result<HttpClientResponse>)>;
 // exchange failed (never inline, even for a bad URL).
 void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, HttpDone done);
 
-// Coroutine form of asyncHttpRequest. `request` must outlive the co_await.
+// Coroutine form of asyncHttpRequest (the request is copied; temporaries are fine).
 Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io, const HttpClientRequest& request);
 
 // Opens one TCP connection to "host:port" within `timeout` and closes it again. Errors name the

@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "api/http_api.h"
+#include "base/duration.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "net/http_server.h"
 #include "raft/raft_node.h"
+#include "server/liveness.h"
 #include "store/state_store.h"
 #include "store/watch_hub.h"
 
@@ -144,6 +146,17 @@ int run(const ServerOptions& o) {
                  ec.message().c_str());
     return 1;
   }
+  LivenessOptions lo;
+  for (auto [flag, text, out] :
+       {std::tuple{"-node-failure-timeout", &o.nodeFailureTimeout, &lo.failureTimeout},
+        std::tuple{"-reconnect-timeout", &o.reconnectTimeout, &lo.reconnectTimeout}}) {
+    auto d = parseDuration(*text);
+    if (!d || d->count() <= 0) {
+      std::fprintf(stderr, "taskmesh server: %s: invalid duration \"%s\"\n", flag, text->c_str());
+      return 2;
+    }
+    *out = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
   auto nodeId = loadNodeId(o.dataDir);
   if (!nodeId) {
     std::fprintf(stderr, "taskmesh server: %s\n", nodeId.error().message.c_str());
@@ -194,6 +207,16 @@ int run(const ServerOptions& o) {
   cluster.leaderAddress = [&node] { return node.leaderAddress(); };
   cluster.peers = [raftAddress] { return std::vector<std::string>{raftAddress}; };
   api::HttpApi httpApi(io, store, hub, cluster, info);
+  Liveness liveness(io, store, cluster, info.nodeName, lo);
+  httpApi.setInternalHandler([&liveness](const net::HttpRequest& req, std::string_view rest) {
+    if (rest.starts_with("heartbeat/") && rest.size() > 10) {
+      if (req.method != "PUT" && req.method != "POST")
+        return net::HttpResponse::text(405, "method " + req.method + " not allowed");
+      return liveness.heartbeat(std::string(rest.substr(10)));
+    }
+    return net::HttpResponse::text(
+        404, "Invalid URL path: not a recognized HTTP API endpoint: " + req.path);
+  });
 
   net::HttpServerOptions hso;
   hso.maxBodyBytes = 1 << 20;
@@ -212,10 +235,12 @@ int run(const ServerOptions& o) {
   logger()->info("server started node={} datacenter={} http={} raft={} bootstrap={}", info.nodeName,
                  info.datacenter, o.httpAddr, raftAddress, o.bootstrap);
 
+  liveness.start();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& e, int sig) {
     if (e) return;
     logger()->info("signal={} shutting down", sig);
+    liveness.stop();
     http.stop();
     io.stop();
   });

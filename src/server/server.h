@@ -19,6 +19,8 @@ struct ServerOptions {
   std::string node;                         // -node: defaults to the host name
   std::string datacenter = "dc1";           // -datacenter
   std::string logLevel = "info";            // -log-level
+  std::string nodeFailureTimeout = "5s";    // -node-failure-timeout: silent node → critical
+  std::string reconnectTimeout = "15m";     // -reconnect-timeout: critical node → reaped
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code.
