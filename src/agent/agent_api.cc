@@ -190,6 +190,8 @@ void AgentApi::setMaintenance(const std::string& serviceId, bool enable,
 Awaitable<HttpResponse> AgentApi::agent(net::HttpRequest& req, std::string_view rest) {
   const bool get = req.method == "GET";
   const bool put = req.method == "PUT" || req.method == "POST";
+  // Endpoints that Consul before 1.0 took as GET, and that python3-consul still sends as GET.
+  const bool legacyWrite = put || get;
   auto tail = [&rest](std::string_view prefix) -> std::optional<std::string> {
     if (!rest.starts_with(prefix)) return std::nullopt;
     return std::string(rest.substr(prefix.size()));
@@ -219,7 +221,7 @@ Awaitable<HttpResponse> AgentApi::agent(net::HttpRequest& req, std::string_view 
     co_return registerService(req);
   }
   if (auto id = tail("service/deregister/")) {
-    if (!put) co_return methodNotAllowed(req);
+    if (!legacyWrite) co_return methodNotAllowed(req);
     if (id->empty()) co_return HttpResponse::text(400, "Missing service ID");
     if (state_.removeService(*id)) {
       maintenance_.erase(*id);
@@ -252,7 +254,7 @@ Awaitable<HttpResponse> AgentApi::agent(net::HttpRequest& req, std::string_view 
     co_return registerCheck(req);
   }
   if (auto id = tail("check/deregister/")) {
-    if (!put) co_return methodNotAllowed(req);
+    if (!legacyWrite) co_return methodNotAllowed(req);
     if (state_.removeCheck(*id)) definitionsChanged();
     co_return ok();
   }
@@ -260,7 +262,7 @@ Awaitable<HttpResponse> AgentApi::agent(net::HttpRequest& req, std::string_view 
        {std::pair{"check/pass/", store::kPassing}, std::pair{"check/warn/", store::kWarning},
         std::pair{"check/fail/", store::kCritical}, std::pair{"check/update/", ""}}) {
     if (auto id = tail(verb)) {
-      if (!put) co_return methodNotAllowed(req);
+      if (!(*status != '\0' ? legacyWrite : put)) co_return methodNotAllowed(req);
       co_return ttl(req, *id, status);
     }
   }

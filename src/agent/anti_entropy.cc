@@ -206,6 +206,7 @@ Awaitable<Result<void>> AntiEntropy::syncChanges() {
     auto r = co_await put(kRegister, body);
     if (!r) co_return r;
     nodeInSync_ = true;
+    heartbeatTimer_.cancel();  // heartbeat now: the leader adds serfHealth on the first one
   }
   std::vector<std::string> services(state_.deletedServices().begin(),
                                     state_.deletedServices().end());

@@ -166,8 +166,9 @@ class Server:
     Raft log; the Raft address is part of the bootstrapped configuration, so it never changes.
     """
 
-    def __init__(self, node="node1"):
+    def __init__(self, node="node1", extra_args=()):
         self.node = node
+        self.extra_args = list(extra_args)
         self.root = tempfile.mkdtemp(prefix="taskmesh-it-")  # data dir and logs
         self.data_dir = os.path.join(self.root, "data")
         self.http_port = None
@@ -211,6 +212,7 @@ class Server:
         self._logs.append(self.log_path)
         args = [binary(), "server", "-data-dir", self.data_dir, "-bootstrap", "-node", self.node,
                 "-http-addr", f"{HOST}:{self.http_port}", "-server-port", str(self.raft_port)]
+        args += self.extra_args
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -333,6 +335,69 @@ class Server:
 
     def raft_dir(self):
         return os.path.join(self.data_dir, "raft")
+
+
+class Agent:
+    """One `taskmesh agent` process on a free loopback port, joined to `servers` (HOST:PORT
+    strings) and/or a join file. Like Server, it keeps its data dir across restarts."""
+
+    def __init__(self, node, servers=(), join_file=None, extra_args=()):
+        self.node = node
+        self.servers = list(servers)
+        self.join_file = join_file
+        self.extra_args = list(extra_args)
+        self.root = tempfile.mkdtemp(prefix="taskmesh-agent-")
+        self.data_dir = os.path.join(self.root, "data")
+        self.http_port = None
+        self.proc = None
+        self._logs = []
+
+    def start(self, timeout=START_TIMEOUT):
+        binary()
+        if self.http_port is None:
+            self.http_port = free_port()
+        log_path = os.path.join(self.root, f"agent-{len(self._logs) + 1}.log")
+        self._logs.append(log_path)
+        args = [binary(), "agent", "-data-dir", self.data_dir, "-node", self.node,
+                "-http-addr", f"{HOST}:{self.http_port}", "-advertise", HOST]
+        for s in self.servers:
+            args += ["-retry-join", s]
+        if self.join_file:
+            args += ["-retry-join-file", self.join_file]
+        args += self.extra_args
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        with _live_lock:
+            _live.add(self)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise ServerExited(f"taskmesh agent exited with {self.proc.returncode}; "
+                                   f"its log:\n{self.log_tail()}")
+            return self.get("/v1/agent/self", timeout=2).status == 200
+
+        wait_until(ready, timeout, interval=0.05, message=f"agent {self.node} to answer")
+        return self
+
+    stop = Server.stop
+    kill9 = Server.kill9
+    alive = Server.alive
+    pid = Server.pid
+    log_tail = Server.log_tail
+    request = Server.request
+    get = Server.get
+    put = Server.put
+    delete = Server.delete
+
+    def restart(self, timeout=START_TIMEOUT):
+        self.stop()
+        return self.start(timeout)
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get("TASKMESH_KEEP_DATA"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def quote_key(key):
