@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "init/discover_servers.h"
+#include "init/mesh_init.h"
 #include "init/net_dial.h"
 #include "server/server.h"
 
@@ -79,6 +80,19 @@ int main(int argc, char** argv) {
   dialCmd->add_option("--timeout", dial.timeout, "Connect timeout (Go duration)")
       ->capture_default_str();
 
+  // ---- mesh-init (src/init/mesh_init.h) ----
+  taskmesh::init::MeshInitOptions meshInit;
+  auto* meshInitCmd = app.add_subcommand(
+      "mesh-init",
+      "Register the task's service and sidecar with the local agent; write the proxy bootstrap");
+  meshInitCmd->add_option("--timeout", meshInit.timeout, "Bound on the whole run (Go duration)")
+      ->capture_default_str();
+  meshInitCmd->add_option("--config-file", meshInit.configFile,
+                          "Config JSON file (default: env TASKMESH_CONFIG_JSON)");
+  meshInitCmd->add_option("--log-level", meshInit.logLevel, "trace, debug, info, warn, err")
+      ->capture_default_str();
+  // ---- end mesh-init ----
+
   std::vector<std::string> args = normaliseFlags(argc, argv);
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
@@ -90,5 +104,6 @@ int main(int argc, char** argv) {
   if (serverCmd->parsed()) return taskmesh::server::run(server);
   if (discoverCmd->parsed()) return taskmesh::init::runDiscoverServers(discover);
   if (dialCmd->parsed()) return taskmesh::init::runNetDial(dial);
+  if (meshInitCmd->parsed()) return taskmesh::init::runMeshInit(meshInit);  // mesh-init
   return 2;
 }
