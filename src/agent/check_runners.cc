@@ -171,6 +171,7 @@ struct CheckRunners::Runner {
   CheckDefinition def;
   Thresholds thresholds;
   asio::steady_timer timer;
+  std::unique_ptr<net::HttpConnection> http;  // HTTP checks: one keep-alive connection
   bool stopped = false;
   bool inFlight = false;
   uint64_t remoteIndex = 0;
@@ -271,13 +272,16 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
         for (const auto& v : values) req.headers.emplace_back(k, v);
       }
       std::string what = "HTTP " + d.method + " " + d.http;
-      net::asyncHttpRequest(io_, req, [next, what](Result<net::HttpClientResponse> resp) {
+      if (!r->http) r->http = std::make_unique<net::HttpConnection>(io_);
+      r->http->request(req, [next, what](Result<net::HttpClientResponse> resp) {
         if (!resp) return next(store::kCritical, resp.error().message);
         int s = resp->status;
         std::string status = s >= 200 && s < 300 ? store::kPassing
                              : s == 429          ? store::kWarning
                                                  : store::kCritical;
-        next(status, what + ": " + std::to_string(s) + " Output: " + resp->body);
+        std::string line = std::to_string(s);
+        if (!resp->reason.empty()) line += " " + resp->reason;
+        next(status, what + ": " + line + " Output: " + resp->body);
       });
       break;
     }
@@ -323,7 +327,8 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
                                int seen = 0;
                                for (const auto& c : j) {
                                  std::string sid = c.value("ServiceID", "");
-                                 if (!service.empty() && !sid.empty() && sid != service) continue;
+                                 // Without AliasService: the node-level checks only.
+                                 if (!sid.empty() && sid != service) continue;
                                  ++seen;
                                  status = worseStatus(
                                      status, c.value("Status", std::string(store::kCritical)));
@@ -361,8 +366,9 @@ void CheckRunners::evaluateLocalAlias(const std::shared_ptr<Runner>& r) {
     status = store::kPassing;
     for (const auto& [id, c] : state_.checks()) {
       if (id == r->def.id) continue;
-      if (!target.empty() && c.definition.serviceId != target && !c.definition.serviceId.empty())
-        continue;
+      // The target's checks and the node-level ones (only those for a node alias), as
+      // Consul's CheckAlias.processChecks.
+      if (!c.definition.serviceId.empty() && c.definition.serviceId != target) continue;
       status = worseStatus(status, c.check.status);
     }
     output =

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.h"
 #include "init/discover_servers.h"
 #include "init/mesh_init.h"
 #include "init/net_dial.h"
@@ -51,6 +52,38 @@ int main(int argc, char** argv) {
   serverCmd->add_option("--datacenter", server.datacenter, "Datacenter name")
       ->capture_default_str();
   serverCmd->add_option("--log-level", server.logLevel, "trace, debug, info, warn, err")
+      ->capture_default_str();
+  serverCmd
+      ->add_option("--node-failure-timeout", server.nodeFailureTimeout,
+                   "Silence after which an agent's serfHealth turns critical")
+      ->capture_default_str();
+  serverCmd
+      ->add_option("--reconnect-timeout", server.reconnectTimeout,
+                   "How long a failed node stays before it is reaped")
+      ->capture_default_str();
+
+  taskmesh::agent::AgentOptions agent;
+  auto* agentCmd = app.add_subcommand(
+      "agent", "Run the client agent of a task: local agent API, checks, sync with the servers");
+  agentCmd->add_option("--retry-join", agent.retryJoin, "Server address HOST[:PORT] (repeatable)");
+  agentCmd->add_option("--retry-join-file", agent.retryJoinFile,
+                       "File with server addresses (as written by discover-servers)");
+  agentCmd->add_option("--node", agent.node, "Node name (default: host name)");
+  agentCmd->add_option("--data-dir", agent.dataDir, "Directory for the agent's state")->required();
+  agentCmd->add_option("--http-addr", agent.httpAddr, "Local HTTP API address")
+      ->capture_default_str();
+  agentCmd->add_option("--advertise", agent.advertise,
+                       "Address of this node (default: first non-loopback IPv4)");
+  agentCmd->add_option("--datacenter", agent.datacenter, "Datacenter name")->capture_default_str();
+  agentCmd->add_flag("--leave-on-terminate", agent.leaveOnTerminate,
+                     "Deregister the node on SIGTERM/SIGINT before exiting");
+  agentCmd->add_flag("--enable-script-checks,--enable-local-script-checks",
+                     agent.enableScriptChecks, "Allow script (Args) checks");
+  agentCmd
+      ->add_option("--sync-interval", agent.syncInterval,
+                   "Period of the full anti-entropy sync (Go duration)")
+      ->capture_default_str();
+  agentCmd->add_option("--log-level", agent.logLevel, "trace, debug, info, warn, err")
       ->capture_default_str();
 
   taskmesh::init::DiscoverServersOptions discover;
@@ -102,6 +135,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (serverCmd->parsed()) return taskmesh::server::run(server);
+  if (agentCmd->parsed()) return taskmesh::agent::run(agent);
   if (discoverCmd->parsed()) return taskmesh::init::runDiscoverServers(discover);
   if (dialCmd->parsed()) return taskmesh::init::runNetDial(dial);
   if (meshInitCmd->parsed()) return taskmesh::init::runMeshInit(meshInit);  // mesh-init

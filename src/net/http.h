@@ -21,7 +21,7 @@ struct HttpRequest {
   std::multimap<std::string, std::string> query;
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
-  std::string remoteAddress;
+  std::string remoteAddress;  // "IP:port" of the peer (one value per TCP connection)
 
   bool has(std::string_view param) const { return query.find(std::string(param)) != query.end(); }
   // First value of `param`, or "" when absent.

@@ -55,11 +55,7 @@ class Connector {
  public:
   Connector(asio::io_context& io, beast::tcp_stream& stream, Clock::time_point deadline,
             std::string what)
-      : stream_(stream),
-        deadline_(deadline),
-        what_(std::move(what)),
-        resolver_(io),
-        resolveTimer_(io) {}
+      : io_(io), stream_(stream), deadline_(deadline), what_(std::move(what)) {}
 
   void start(const std::string& host, uint16_t port, std::function<void(bool)> onDone) {
     onDone_ = std::move(onDone);
@@ -69,17 +65,19 @@ class Connector {
       connect(std::vector<tcp::endpoint>{tcp::endpoint(ip, port)});
       return;
     }
-    resolveTimer_.expires_at(deadline_);
-    resolveTimer_.async_wait([this](boost::system::error_code e) {
+    // Only names need these; most calls go to IP literals and never construct them.
+    resolver_.emplace(io_);
+    resolveTimer_.emplace(io_, deadline_);
+    resolveTimer_->async_wait([this](boost::system::error_code e) {
       if (!e) {
         resolveTimedOut_ = true;
-        resolver_.cancel();
+        resolver_->cancel();
       }
     });
-    resolver_.async_resolve(
+    resolver_->async_resolve(
         host, std::to_string(port),
         [this, host](boost::system::error_code e, const tcp::resolver::results_type& results) {
-          resolveTimer_.cancel();
+          resolveTimer_->cancel();
           if (resolveTimedOut_) return failed(ErrorCode::kTimeout, "resolving " + host, e);
           if (e) return failed(ErrorCode::kUnavailable, "cannot resolve " + host, e);
           std::vector<tcp::endpoint> endpoints;
@@ -126,11 +124,12 @@ class Connector {
     if (done) done(connected);
   }
 
+  asio::io_context& io_;
   beast::tcp_stream& stream_;
   Clock::time_point deadline_;
   std::string what_;
-  tcp::resolver resolver_;
-  asio::steady_timer resolveTimer_;
+  std::optional<tcp::resolver> resolver_;
+  std::optional<asio::steady_timer> resolveTimer_;
   bool resolveTimedOut_ = false;
   std::function<void(bool)> onDone_;
   std::optional<Error> error_;
@@ -173,6 +172,7 @@ Result<bhttp::request<bhttp::string_body>> buildRequest(const HttpClientRequest&
 HttpClientResponse toResponse(bhttp::response<bhttp::string_body>&& msg) {
   HttpClientResponse out;
   out.status = static_cast<int>(msg.result_int());
+  out.reason = std::string(msg.reason());
   for (const auto& field : msg) {
     std::string name = lower(field.name_string());
     auto [it, inserted] = out.headers.emplace(name, std::string(field.value()));
@@ -251,14 +251,25 @@ Result<HttpUrl> parseHttpUrl(std::string_view url) {
 
 namespace {
 
-// One request/response exchange on a fresh connection. Owns everything the asynchronous
-// operations touch; each completion handler holds a shared_ptr to it, so it lives until the
-// last one has run. `done` is called exactly once, on the io_context's thread.
+// A TCP stream and its read buffer; shared by the exchanges of one HttpConnection.
+struct Conn {
+  explicit Conn(asio::io_context& io) : stream(io) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  std::string origin;  // "host:port" it is connected to ("" = not connected)
+  bool open = false;
+};
+
+// One request/response exchange. Owns everything the asynchronous operations touch; each
+// completion handler holds a shared_ptr to it, so it lives until the last one has run. `done`
+// is called exactly once, on the io_context's thread. On a reused keep-alive connection a
+// failure before any byte of the answer arrived is reported as `staleConnection` instead, so
+// the caller can retry on a new connection (the server had closed the idle one).
 struct Exchange : std::enable_shared_from_this<Exchange> {
-  Exchange(asio::io_context& io, Clock::time_point deadline, std::string what, size_t maxBody,
-           HttpDone done)
-      : stream(io),
-        connector(io, stream, deadline, std::move(what)),
+  Exchange(asio::io_context& io, std::shared_ptr<Conn> conn, Clock::time_point deadline,
+           std::string what, size_t maxBody, HttpDone done)
+      : conn(std::move(conn)),
+        connector(io, this->conn->stream, deadline, std::move(what)),
         deadline(deadline),
         tooLarge("response body over " + std::to_string(maxBody) + " bytes"),
         maxBody(maxBody),
@@ -267,10 +278,17 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     parser.body_limit(maxBody);
   }
 
-  void start(const HttpUrl& url) {
+  void start(const HttpUrl& url, const std::string& origin) {
+    if (conn->open && conn->origin == origin) {
+      reused = true;
+      return write();
+    }
+    closeConn();
+    conn->origin = origin;
     auto self = shared_from_this();
     connector.start(url.host, url.port, [self](bool connected) {
       if (connected) {
+        self->conn->open = true;
         self->write();
       } else {
         self->finish();
@@ -280,8 +298,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   void write() {
     auto self = shared_from_this();
-    stream.expires_at(deadline);
-    bhttp::async_write(stream, req, [self](boost::system::error_code ec, size_t) {
+    conn->stream.expires_at(deadline);
+    bhttp::async_write(conn->stream, req, [self](boost::system::error_code ec, size_t) {
       if (ec) return self->fail(ErrorCode::kUnavailable, "sending the request", ec);
       self->readHeader();
     });
@@ -289,32 +307,36 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   void readHeader() {
     auto self = shared_from_this();
-    stream.expires_at(deadline);
-    bhttp::async_read_header(stream, buffer, parser, [self](boost::system::error_code e, size_t) {
-      if (e == bhttp::error::header_limit) return self->fail("response header over 64 KiB");
-      if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
-      if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
-      // Beast 1.74 does not always apply body_limit to a response's Content-Length (when the
-      // header and body arrive in one buffer); check it here as well.
-      if (self->parser.content_length() && *self->parser.content_length() > self->maxBody) {
-        return self->fail(self->tooLarge);
-      }
-      self->readBody();
-    });
+    conn->stream.expires_at(deadline);
+    bhttp::async_read_header(
+        conn->stream, conn->buffer, parser, [self](boost::system::error_code e, size_t n) {
+          self->gotBytes = self->gotBytes || n > 0;
+          if (e == bhttp::error::header_limit) return self->fail("response header over 64 KiB");
+          if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
+          if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
+          // Beast 1.74 does not always apply body_limit to a response's Content-Length (when
+          // the header and body arrive in one buffer); check it here as well.
+          if (self->parser.content_length() && *self->parser.content_length() > self->maxBody) {
+            return self->fail(self->tooLarge);
+          }
+          self->readBody();
+        });
   }
 
   void readBody() {
     auto self = shared_from_this();
-    stream.expires_at(deadline);
-    bhttp::async_read(stream, buffer, parser, [self](boost::system::error_code e, size_t) {
-      if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
-      if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
-      self->complete = true;
-      self->finish();
-    });
+    conn->stream.expires_at(deadline);
+    bhttp::async_read(conn->stream, conn->buffer, parser,
+                      [self](boost::system::error_code e, size_t) {
+                        if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
+                        if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
+                        self->complete = true;
+                        self->finish();
+                      });
   }
 
   void fail(ErrorCode code, const std::string& step, const boost::system::error_code& ec) {
+    if (reused && !gotBytes && ec != beast::error::timeout) staleConnection = true;
     connector.fail(code, step, ec);
     finish();
   }
@@ -323,51 +345,145 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     finish();
   }
 
+  void closeConn() {
+    if (conn->open) closeStream(conn->stream);
+    conn->open = false;
+    conn->origin.clear();
+    conn->buffer.clear();
+  }
+
   void finish() {
     if (!done) return;
-    closeStream(stream);
     HttpDone callback = std::move(done);
     done = nullptr;
-    if (connector.error()) return callback(makeError(*connector.error()));
-    if (!complete) {
+    if (connector.error() || !complete) {
+      closeConn();
+      if (connector.error()) return callback(makeError(*connector.error()));
       return callback(makeError(ErrorCode::kInternal, "exchange did not complete"));
     }
+    if (!keepOpen || !parser.get().keep_alive()) closeConn();
     callback(toResponse(parser.release()));
   }
 
-  beast::tcp_stream stream;
+  std::shared_ptr<Conn> conn;
   Connector connector;
   Clock::time_point deadline;
   std::string tooLarge;
   size_t maxBody;
   HttpDone done;
   bhttp::request<bhttp::string_body> req;
-  beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   bool complete = false;
+  bool keepOpen = false;  // an HttpConnection keeps the stream for the next request
+  bool reused = false;
+  bool gotBytes = false;
+  bool staleConnection = false;
 };
+
+struct Prepared {
+  HttpUrl url;
+  std::string origin;
+  bhttp::request<bhttp::string_body> req;
+  std::string what;
+};
+
+Result<Prepared> prepare(const HttpClientRequest& request, bool keepAlive) {
+  Prepared p;
+  p.what = request.method + " " + request.url;
+  auto url = parseHttpUrl(request.url);
+  if (!url) return makeError(url.error().code, p.what + ": " + url.error().message);
+  if (request.timeout.count() <= 0) {
+    return makeError(ErrorCode::kInvalidArgument, p.what + ": timeout must be positive");
+  }
+  auto req = buildRequest(request, *url, p.what);
+  if (!req) return makeError(req.error());
+  req->keep_alive(keepAlive);
+  p.url = std::move(*url);
+  p.origin = p.url.host + ":" + std::to_string(p.url.port);
+  p.req = std::move(*req);
+  return p;
+}
+
+std::shared_ptr<Exchange> makeExchange(asio::io_context& io, std::shared_ptr<Conn> conn,
+                                       const HttpClientRequest& request, Prepared& p,
+                                       HttpDone done) {
+  auto exchange = std::make_shared<Exchange>(
+      io, std::move(conn), Clock::now() + request.timeout,
+      p.what + " (timeout " + formatDuration(request.timeout) + ")", request.maxResponseBytes,
+      std::move(done));
+  exchange->req = p.req;
+  if (exchange->req.method() == bhttp::verb::head) exchange->parser.skip(true);  // no body
+  return exchange;
+}
 
 }  // namespace
 
-void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, HttpDone done) {
-  std::string what = request.method + " " + request.url;
-  auto fail = [&io, &done](Error e) {
-    asio::post(io, [done = std::move(done), e = std::move(e)] { done(makeError(e)); });
+struct HttpConnection::Impl {
+  explicit Impl(asio::io_context& io) : io(io), conn(std::make_shared<Conn>(io)) {}
+  asio::io_context& io;
+  std::shared_ptr<Conn> conn;
+  bool busy = false;
+};
+
+HttpConnection::HttpConnection(asio::io_context& io) : impl_(std::make_shared<Impl>(io)) {}
+
+HttpConnection::~HttpConnection() { close(); }
+
+void HttpConnection::close() {
+  if (impl_->conn->open) closeStream(impl_->conn->stream);
+  impl_->conn->open = false;
+  impl_->conn->origin.clear();
+}
+
+void HttpConnection::request(const HttpClientRequest& request, HttpDone done) {
+  auto fail = [this, &done](Error e) {
+    asio::post(impl_->io, [done = std::move(done), e = std::move(e)] { done(makeError(e)); });
   };
-  auto url = parseHttpUrl(request.url);
-  if (!url) return fail(Error{url.error().code, what + ": " + url.error().message});
-  if (request.timeout.count() <= 0) {
-    return fail(Error{ErrorCode::kInvalidArgument, what + ": timeout must be positive"});
+  if (impl_->busy) {
+    return fail(Error{ErrorCode::kInternal, "HttpConnection: a request is already in flight"});
   }
-  auto req = buildRequest(request, *url, what);
-  if (!req) return fail(req.error());
-  auto exchange = std::make_shared<Exchange>(
-      io, Clock::now() + request.timeout,
-      what + " (timeout " + formatDuration(request.timeout) + ")", request.maxResponseBytes,
-      std::move(done));
-  exchange->req = std::move(*req);
-  if (exchange->req.method() == bhttp::verb::head) exchange->parser.skip(true);  // no body
-  exchange->start(*url);
+  auto prepared = prepare(request, true);
+  if (!prepared) return fail(prepared.error());
+  auto p = std::make_shared<Prepared>(std::move(*prepared));
+  impl_->busy = true;
+  std::weak_ptr<Impl> weak = impl_;
+  // First try: the open connection if there is one. If the server had closed it, once more
+  // on a new connection.
+  auto attempt = std::make_shared<std::function<void(bool)>>();
+  *attempt = [weak, p, request, done = std::move(done), attempt](bool retry) mutable {
+    auto impl = weak.lock();
+    if (!impl) {
+      auto finalDone = std::move(done);
+      auto error = makeError(ErrorCode::kUnavailable, p->what + ": connection closed");
+      *attempt = nullptr;  // destroys this lambda: touch no capture after this line
+      return finalDone(std::move(error));
+    }
+    auto ex = makeExchange(impl->io, impl->conn, request, *p, nullptr);
+    ex->keepOpen = true;
+    auto exWeak = std::weak_ptr<Exchange>(ex);
+    ex->done = [weak, attempt, done, retry, exWeak](Result<HttpClientResponse> r) mutable {
+      auto live = exWeak.lock();
+      bool stale = live && live->staleConnection;
+      auto impl = weak.lock();
+      if (!r && stale && !retry && impl) return (*attempt)(true);
+      if (impl) impl->busy = false;
+      auto finalDone = std::move(done);
+      *attempt = nullptr;  // breaks the self-reference
+      finalDone(std::move(r));
+    };
+    ex->start(p->url, p->origin);
+  };
+  (*attempt)(false);
+}
+
+void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, HttpDone done) {
+  auto prepared = prepare(request, false);
+  if (!prepared) {
+    asio::post(io, [done = std::move(done), e = prepared.error()] { done(makeError(e)); });
+    return;
+  }
+  auto exchange = makeExchange(io, std::make_shared<Conn>(io), request, *prepared, std::move(done));
+  exchange->start(prepared->url, prepared->origin);
 }
 
 Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io,

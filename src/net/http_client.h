@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +54,7 @@ struct HttpClientRequest {
 
 struct HttpClientResponse {
   int status = 0;
+  std::string reason;                          // "OK", "Not Found", ... as the server sent it
   std::map<std::string, std::string> headers;  // lower-case names; repeated fields joined by ", "
   std::string body;
 
@@ -74,6 +76,27 @@ void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, Ht
 
 // Coroutine form of asyncHttpRequest (the request is copied; temporaries are fine).
 Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io, const HttpClientRequest& request);
+
+// A keep-alive connection for repeated requests to one origin (the agent's HTTP checks: a
+// new TCP connection per run costs more CPU than the request itself). One request at a time;
+// a request to another origin replaces the connection. When the server has closed the idle
+// connection, the request is retried once on a new one, so that is never reported as an
+// error; any other failure closes the connection and is reported. Runs on `io`; `done` is
+// called there exactly once. Destroying the HttpConnection closes the connection.
+class HttpConnection {
+ public:
+  explicit HttpConnection(asio::io_context& io);
+  ~HttpConnection();
+  HttpConnection(const HttpConnection&) = delete;
+  HttpConnection& operator=(const HttpConnection&) = delete;
+
+  void request(const HttpClientRequest& request, HttpDone done);
+  void close();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
 
 // Opens one TCP connection to "host:port" within `timeout` and closes it again. Errors name the
 // address: kInvalidArgument for a malformed address, kTimeout, kUnavailable (refused, no route).

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "net/http_server.h"
@@ -16,7 +18,8 @@ using tcp = asio::ip::tcp;
 // An HttpServer on 127.0.0.1:0 whose io_context runs on its own thread.
 class TestServer {
  public:
-  explicit TestServer(HttpHandler handler) : server_(io_, HttpServerOptions{}, std::move(handler)) {
+  explicit TestServer(HttpHandler handler, HttpServerOptions options = {})
+      : server_(io_, options, std::move(handler)) {
     auto port = server_.listen("127.0.0.1:0");
     EXPECT_TRUE(port.has_value());
     port_ = port.value_or(0);
@@ -158,6 +161,79 @@ TEST(HttpRequest, RejectsBadInputBeforeConnecting) {
   req.headers.clear();
   req.method = "NOT A METHOD";
   EXPECT_EQ(httpRequest(req).error().code, ErrorCode::kInvalidArgument);
+}
+
+// Runs `n` requests one after the other on one HttpConnection; returns their results.
+std::vector<Result<HttpClientResponse>> sequence(HttpConnection& c, asio::io_context& io,
+                                                 const std::string& url, int n,
+                                                 std::chrono::milliseconds pause) {
+  std::vector<Result<HttpClientResponse>> out;
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) std::this_thread::sleep_for(pause);
+    HttpClientRequest r;
+    r.url = url;
+    r.timeout = 2s;
+    bool finished = false;
+    c.request(r, [&](Result<HttpClientResponse> resp) {
+      out.push_back(std::move(resp));
+      finished = true;
+    });
+    io.restart();
+    while (!finished && io.run_one_for(3s) > 0) {
+    }
+    EXPECT_TRUE(finished);
+  }
+  return out;
+}
+
+TEST(HttpConnection, ReusesOneConnection) {
+  std::mutex mu;
+  std::set<std::string> peers;
+  TestServer server([&](HttpRequest& req) -> Awaitable<HttpResponse> {
+    std::lock_guard lock(mu);
+    peers.insert(req.remoteAddress);
+    co_return HttpResponse::text(200, "ok");
+  });
+  asio::io_context io;
+  HttpConnection c(io);
+  auto results = sequence(c, io, server.url("/"), 5, 0ms);
+  ASSERT_EQ(results.size(), 5u);
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->reason, "OK");
+  }
+  std::lock_guard lock(mu);
+  EXPECT_EQ(peers.size(), 1u);  // one client port: one TCP connection
+}
+
+TEST(HttpConnection, RetriesWhenTheServerClosedTheIdleConnection) {
+  std::mutex mu;
+  std::set<std::string> peers;
+  HttpServerOptions options;
+  options.idleTimeout = 50ms;
+  TestServer server(
+      [&](HttpRequest& req) -> Awaitable<HttpResponse> {
+        std::lock_guard lock(mu);
+        peers.insert(req.remoteAddress);
+        co_return HttpResponse::text(200, "ok");
+      },
+      options);
+  asio::io_context io;
+  HttpConnection c(io);
+  auto results = sequence(c, io, server.url("/"), 3, 300ms);
+  for (const auto& r : results) ASSERT_TRUE(r.has_value()) << r.error().message;
+  std::lock_guard lock(mu);
+  EXPECT_EQ(peers.size(), 3u);  // each idle connection was closed by the server
+}
+
+TEST(HttpConnection, ReportsARealFailure) {
+  asio::io_context io;
+  HttpConnection c(io);
+  auto results = sequence(c, io, "http://127.0.0.1:" + std::to_string(closedPort()) + "/", 1, 0ms);
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_FALSE(results[0].has_value());
+  EXPECT_NE(results[0].error().message.find("127.0.0.1"), std::string::npos);
 }
 
 TEST(DialTcp, ConnectsRefusesAndRejects) {

@@ -56,7 +56,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     auto self = shared_from_this();
     boost::system::error_code ec;
     std::string remote;
-    if (auto ep = socket.remote_endpoint(ec); !ec) remote = ep.address().to_string();
+    if (auto ep = socket.remote_endpoint(ec); !ec)
+      remote = ep.address().to_string() + ":" + std::to_string(ep.port());
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     bool first = true;
