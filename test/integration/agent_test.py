@@ -7,14 +7,20 @@ The server runs with -node-failure-timeout 2s and -reconnect-timeout 3s so that 
 observable within a test; the agents with -sync-interval 1s so that drift repair is.
 """
 
+import http.server
+import json
 import os
+import socket
+import stat
+import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
 import consul
 
-from harness import HOST, Agent, Server, wait_until
+from harness import HOST, Agent, Server, binary, wait_until
 
 FAILURE_TIMEOUT = 2.0
 RECONNECT_TIMEOUT = 3.0
@@ -332,6 +338,75 @@ class AgentTestCase(unittest.TestCase):
         self.assertEqual(c.agent.self()["Config"]["NodeName"], a.node)
         self.assertTrue(c.agent.service.deregister("pyweb-1"))
         wait_until(lambda: "pyweb-1" not in self.server_services(a.node), 10, message="gone")
+
+
+    def test_mesh_init_registers_through_the_real_agent(self):
+        a = self.agent()
+        # The task metadata endpoint v4, served from the test.
+        task = {"Cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
+                "TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/demo/0f1e2d3c",
+                "Family": "web", "Revision": "3", "KnownStatus": "RUNNING",
+                "Containers": [{"Name": "app", "Networks": [{"IPv4Addresses": [HOST]}]}]}
+
+        class Metadata(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                body = json.dumps(task).encode() if self.path == "/task" else b"{}"
+                self.send_response(200 if self.path == "/task" else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        metadata = http.server.ThreadingHTTPServer((HOST, 0), Metadata)
+        threading.Thread(target=metadata.serve_forever, daemon=True).start()
+        self.addCleanup(metadata.server_close)
+        self.addCleanup(metadata.shutdown)
+        # Something listening where the proxy's public listener will be.
+        listener = socket.socket()
+        listener.bind((HOST, 0))
+        listener.listen()
+        self.addCleanup(listener.close)
+        public_port = listener.getsockname()[1]
+        bootstrap_dir = tempfile.mkdtemp(prefix="taskmesh-bootstrap-")
+        config = {"bootstrapDir": bootstrap_dir,
+                  "service": {"name": "web", "port": 18080,
+                              "checks": [{"CheckID": "web-ttl", "Name": "web", "TTL": "60s"}]},
+                  "proxy": {"publicListenerPort": public_port,
+                            "upstreams": [{"destinationName": "backend", "localBindPort": 18081}]}}
+        env = dict(os.environ, TASKMESH_CONFIG_JSON=json.dumps(config),
+                   ECS_CONTAINER_METADATA_URI_V4=f"http://{HOST}:{metadata.server_address[1]}",
+                   CONSUL_HTTP_ADDR=f"{HOST}:{a.http_port}")
+        for run in range(2):  # running it twice is harmless
+            p = subprocess.run([binary(), "mesh-init", "-timeout", "20s"], env=env,
+                               capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr.decode())
+        path = os.path.join(bootstrap_dir, "bootstrap.json")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o444)
+        with open(path) as f:
+            boot = json.load(f)
+        self.assertEqual(boot["proxyId"], "web-0f1e2d3c-sidecar-proxy")
+        self.assertEqual(boot["publicListenerPort"], public_port)
+        services = wait_until(
+            lambda: (lambda s: s if {"web-0f1e2d3c", "web-0f1e2d3c-sidecar-proxy"} <= set(s)
+                     else None)(self.server_services(a.node)), 10, message="both services")
+        sidecar = services["web-0f1e2d3c-sidecar-proxy"]
+        self.assertEqual(sidecar["Kind"], "connect-proxy")
+        self.assertEqual(sidecar["Port"], public_port)
+        self.assertEqual(sidecar["Proxy"]["DestinationServiceID"], "web-0f1e2d3c")
+        self.assertEqual(sidecar["Proxy"]["Upstreams"][0]["LocalBindPort"], 18081)
+        # The public-listener TCP check passes; the alias follows the service's TTL check.
+        self.wait_check(a.node, "web-0f1e2d3c-sidecar-proxy:public-listener", "passing")
+        self.wait_check(a.node, "web-0f1e2d3c-sidecar-proxy:destination-alias", "critical")
+        a.put("/v1/agent/check/pass/web-ttl")
+        self.wait_check(a.node, "web-0f1e2d3c-sidecar-proxy:destination-alias", "passing")
+        # A bad config names the field and exits 2 without touching anything.
+        bad = dict(env, TASKMESH_CONFIG_JSON=json.dumps({"bootstrapDir": bootstrap_dir,
+                                                          "service": {"port": "x"}}))
+        p = subprocess.run([binary(), "mesh-init"], env=bad, capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("service.port", p.stderr.decode())
 
 
 if __name__ == "__main__":
