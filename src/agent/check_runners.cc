@@ -272,8 +272,7 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
         for (const auto& v : values) req.headers.emplace_back(k, v);
       }
       std::string what = "HTTP " + d.method + " " + d.http;
-      if (!r->http) r->http = std::make_unique<net::HttpConnection>(io_);
-      r->http->request(req, [next, what](Result<net::HttpClientResponse> resp) {
+      auto onResponse = [next, what](Result<net::HttpClientResponse> resp) {
         if (!resp) return next(store::kCritical, resp.error().message);
         int s = resp->status;
         std::string status = s >= 200 && s < 300 ? store::kPassing
@@ -282,7 +281,13 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
         std::string line = std::to_string(s);
         if (!resp->reason.empty()) line += " " + resp->reason;
         next(status, what + ": " + line + " Output: " + resp->body);
-      });
+      };
+      if (d.http.starts_with("https:")) {
+        net::asyncHttpRequest(io_, req, onResponse);  // a TLS session per run, verified
+      } else {
+        if (!r->http) r->http = std::make_unique<net::HttpConnection>(io_);
+        r->http->request(req, onResponse);
+      }
       break;
     }
     case CheckKind::kTcp: {

@@ -165,16 +165,16 @@ TEST(Credentials, EndpointErrorsNameTheUrlOrField) {
   EXPECT_NE(notFound.error().message.find("HTTP 404"), std::string::npos);
 }
 
-TEST(Credentials, FullUriMustBeLocalPlainHttp) {
+TEST(Credentials, FullUriMustBeLocal) {
   AwsEnvironment env;
   env.containerCredentialsFullUri = "http://10.1.2.3/creds";
   auto remote = CredentialProvider(env).get();
   ASSERT_FALSE(remote.has_value());
   EXPECT_NE(remote.error().message.find("not allowed"), std::string::npos);
-  env.containerCredentialsFullUri = "https://127.0.0.1/creds";
-  auto https = CredentialProvider(env).get();
-  ASSERT_FALSE(https.has_value());
-  EXPECT_NE(https.error().message.find("AWS_CONTAINER_CREDENTIALS_FULL_URI"), std::string::npos);
+  env.containerCredentialsFullUri = "ftp://127.0.0.1/creds";
+  auto ftp = CredentialProvider(env).get();
+  ASSERT_FALSE(ftp.has_value());
+  EXPECT_NE(ftp.error().message.find("AWS_CONTAINER_CREDENTIALS_FULL_URI"), std::string::npos);
 }
 
 TEST(Credentials, RelativeUriIsUnderTheEcsEndpoint) {

@@ -203,12 +203,7 @@ Result<DescribeTasksResult> parseDescribeTasks(const nlohmann::json& body) {
 
 Result<EcsClient> EcsClient::create(EcsClientConfig config) {
   auto url = net::parseHttpUrl(config.endpoint);
-  if (!url) {
-    std::string hint = config.endpoint.rfind("https://", 0) == 0
-                           ? "; set -endpoint or AWS_ENDPOINT_URL_ECS to an http:// endpoint"
-                           : "";
-    return makeError(ErrorCode::kInvalidArgument, "ECS endpoint: " + url.error().message + hint);
-  }
+  if (!url) return makeError(ErrorCode::kInvalidArgument, "ECS endpoint: " + url.error().message);
   if (url->target.find('?') != std::string::npos || !isSimplePath(url->target)) {
     return makeError(ErrorCode::kInvalidArgument,
                      "ECS endpoint \"" + config.endpoint +
@@ -222,7 +217,8 @@ Result<EcsClient> EcsClient::create(EcsClientConfig config) {
   }
   std::string host = url->hostHeader();
   std::string path = url->target;
-  return EcsClient(std::move(config), host, "http://" + host + path, path);
+  std::string scheme = url->tls ? "https://" : "http://";
+  return EcsClient(std::move(config), host, scheme + host + path, path);
 }
 
 Result<nlohmann::json> EcsClient::call(std::string_view operation, const nlohmann::json& body,

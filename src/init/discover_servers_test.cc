@@ -338,7 +338,7 @@ TEST(DiscoverServers, BadFlagsAndConfigurationAreClearErrors) {
       {[](auto& o, auto&) { o.timeout = "0s"; }, "-timeout must be positive"},
       {[](auto& o, auto&) { o.cluster.clear(); }, "ECS_CONTAINER_METADATA_URI_V4 is not set"},
       {[](auto&, auto& e) { e.region.clear(); }, "region is unknown"},
-      {[](auto&, auto& e) { e.endpointUrlEcs.clear(); }, "https is not supported"},
+      {[](auto&, auto& e) { e.endpointUrlEcs = "ftp://127.0.0.1/"; }, "unsupported scheme"},
       {[](auto&, auto& e) { e.secretAccessKey.clear(); }, "AWS_SECRET_ACCESS_KEY"},
   };
   for (const auto& c : cases) {

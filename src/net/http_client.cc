@@ -3,10 +3,15 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl.hpp>
 
 #include <cctype>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <type_traits>
 #include <optional>
 
 #include "base/duration.h"
@@ -186,7 +191,7 @@ HttpClientResponse toResponse(bhttp::response<bhttp::string_body>&& msg) {
 
 std::string HttpUrl::hostHeader() const {
   std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  if (port != 80) h += ":" + std::to_string(port);
+  if (port != (tls ? 443 : 80)) h += ":" + std::to_string(port);
   return h;
 }
 
@@ -204,10 +209,9 @@ Result<HttpUrl> parseHttpUrl(std::string_view url) {
     return bad("contains spaces or control characters");
   }
   size_t sep = url.find("://");
-  if (sep == std::string_view::npos) return bad("missing http:// scheme");
+  if (sep == std::string_view::npos) return bad("missing http:// or https:// scheme");
   std::string scheme = lower(url.substr(0, sep));
-  if (scheme == "https") return bad("https is not supported (plain http only)");
-  if (scheme != "http") return bad("unsupported scheme \"" + scheme + "\"");
+  if (scheme != "http" && scheme != "https") return bad("unsupported scheme \"" + scheme + "\"");
   std::string_view rest = url.substr(sep + 3);
   size_t end = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, end);
@@ -215,6 +219,8 @@ Result<HttpUrl> parseHttpUrl(std::string_view url) {
   if (target.find('#') != std::string_view::npos) return bad("fragments are not allowed");
   if (authority.find('@') != std::string_view::npos) return bad("user info is not supported");
   HttpUrl out;
+  out.tls = scheme == "https";
+  out.port = out.tls ? 443 : 80;
   std::string_view portText;
   bool hasPort = false;
   if (!authority.empty() && authority[0] == '[') {
@@ -252,12 +258,33 @@ Result<HttpUrl> parseHttpUrl(std::string_view url) {
 namespace {
 
 // A TCP stream and its read buffer; shared by the exchanges of one HttpConnection.
-struct Conn {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+template <typename Stream>
+struct Conn;
+
+template <>
+struct Conn<beast::tcp_stream> {
   explicit Conn(asio::io_context& io) : stream(io) {}
+  beast::tcp_stream& tcp() { return stream; }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
   std::string origin;  // "host:port" it is connected to ("" = not connected)
   bool open = false;
+};
+
+template <>
+struct Conn<TlsStream> {
+  Conn(asio::io_context& io, std::shared_ptr<asio::ssl::context> ctx)
+      : context(std::move(ctx)), stream(io, *context) {}
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream); }
+  std::shared_ptr<asio::ssl::context> context;  // outlives the stream
+  TlsStream stream;
+  beast::flat_buffer buffer;
+  std::string origin;
+  bool open = false;
+  std::string serverName;  // SNI and the name the certificate must carry
+  bool verify = true;
 };
 
 // One request/response exchange. Owns everything the asynchronous operations touch; each
@@ -265,11 +292,15 @@ struct Conn {
 // is called exactly once, on the io_context's thread. On a reused keep-alive connection a
 // failure before any byte of the answer arrived is reported as `staleConnection` instead, so
 // the caller can retry on a new connection (the server had closed the idle one).
-struct Exchange : std::enable_shared_from_this<Exchange> {
-  Exchange(asio::io_context& io, std::shared_ptr<Conn> conn, Clock::time_point deadline,
+template <typename Stream>
+struct Exchange : std::enable_shared_from_this<Exchange<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  using std::enable_shared_from_this<Exchange<Stream>>::shared_from_this;
+
+  Exchange(asio::io_context& io, std::shared_ptr<Conn<Stream>> conn, Clock::time_point deadline,
            std::string what, size_t maxBody, HttpDone done)
       : conn(std::move(conn)),
-        connector(io, this->conn->stream, deadline, std::move(what)),
+        connector(io, this->conn->tcp(), deadline, std::move(what)),
         deadline(deadline),
         tooLarge("response body over " + std::to_string(maxBody) + " bytes"),
         maxBody(maxBody),
@@ -287,18 +318,47 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     conn->origin = origin;
     auto self = shared_from_this();
     connector.start(url.host, url.port, [self](bool connected) {
-      if (connected) {
-        self->conn->open = true;
-        self->write();
+      if (!connected) return self->finish();
+      self->conn->open = true;
+      if constexpr (kTls) {
+        self->handshake();
       } else {
-        self->finish();
+        self->write();
       }
     });
   }
 
+  // TLS: SNI, then the peer's chain against the trust store and its name against the host.
+  void handshake() {
+    if constexpr (kTls) {
+      auto self = shared_from_this();
+      SSL* ssl = conn->stream.native_handle();
+      boost::system::error_code ec;
+      auto ip = asio::ip::make_address(conn->serverName, ec);
+      if (ec) SSL_set_tlsext_host_name(ssl, conn->serverName.c_str());  // no SNI for IPs
+      if (conn->verify) {
+        conn->stream.set_verify_mode(asio::ssl::verify_peer);
+        conn->stream.set_verify_callback(asio::ssl::host_name_verification(conn->serverName));
+      } else {
+        conn->stream.set_verify_mode(asio::ssl::verify_none);
+      }
+      conn->tcp().expires_at(deadline);
+      conn->stream.async_handshake(asio::ssl::stream_base::client,
+                                   [self](boost::system::error_code e) {
+                                     if (e) {
+                                       return self->fail(ErrorCode::kUnavailable,
+                                                         "TLS handshake with " +
+                                                             self->conn->serverName,
+                                                         e);
+                                     }
+                                     self->write();
+                                   });
+    }
+  }
+
   void write() {
     auto self = shared_from_this();
-    conn->stream.expires_at(deadline);
+    conn->tcp().expires_at(deadline);
     bhttp::async_write(conn->stream, req, [self](boost::system::error_code ec, size_t) {
       if (ec) return self->fail(ErrorCode::kUnavailable, "sending the request", ec);
       self->readHeader();
@@ -307,7 +367,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   void readHeader() {
     auto self = shared_from_this();
-    conn->stream.expires_at(deadline);
+    conn->tcp().expires_at(deadline);
     bhttp::async_read_header(
         conn->stream, conn->buffer, parser, [self](boost::system::error_code e, size_t n) {
           self->gotBytes = self->gotBytes || n > 0;
@@ -325,7 +385,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   void readBody() {
     auto self = shared_from_this();
-    conn->stream.expires_at(deadline);
+    conn->tcp().expires_at(deadline);
     bhttp::async_read(conn->stream, conn->buffer, parser,
                       [self](boost::system::error_code e, size_t) {
                         if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
@@ -346,7 +406,8 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 
   void closeConn() {
-    if (conn->open) closeStream(conn->stream);
+    // TLS too: the socket is closed without a close_notify (the request said Connection: close).
+    if (conn->open) closeStream(conn->tcp());
     conn->open = false;
     conn->origin.clear();
     conn->buffer.clear();
@@ -365,7 +426,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
     callback(toResponse(parser.release()));
   }
 
-  std::shared_ptr<Conn> conn;
+  std::shared_ptr<Conn<Stream>> conn;
   Connector connector;
   Clock::time_point deadline;
   std::string tooLarge;
@@ -404,10 +465,12 @@ Result<Prepared> prepare(const HttpClientRequest& request, bool keepAlive) {
   return p;
 }
 
-std::shared_ptr<Exchange> makeExchange(asio::io_context& io, std::shared_ptr<Conn> conn,
-                                       const HttpClientRequest& request, Prepared& p,
-                                       HttpDone done) {
-  auto exchange = std::make_shared<Exchange>(
+template <typename Stream>
+std::shared_ptr<Exchange<Stream>> makeExchange(asio::io_context& io,
+                                               std::shared_ptr<Conn<Stream>> conn,
+                                               const HttpClientRequest& request, Prepared& p,
+                                               HttpDone done) {
+  auto exchange = std::make_shared<Exchange<Stream>>(
       io, std::move(conn), Clock::now() + request.timeout,
       p.what + " (timeout " + formatDuration(request.timeout) + ")", request.maxResponseBytes,
       std::move(done));
@@ -416,12 +479,41 @@ std::shared_ptr<Exchange> makeExchange(asio::io_context& io, std::shared_ptr<Con
   return exchange;
 }
 
+using PlainConn = Conn<beast::tcp_stream>;
+
+// Client TLS contexts, one per CA file ("" = the system's trust store, which honours
+// SSL_CERT_FILE / SSL_CERT_DIR), shared by every request.
+Result<std::shared_ptr<asio::ssl::context>> clientContext(const std::string& caFile) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<asio::ssl::context>> contexts;
+  std::lock_guard lock(mu);
+  if (auto it = contexts.find(caFile); it != contexts.end()) return it->second;
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  boost::system::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  if (caFile.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(caFile, ec);
+  }
+  if (ec) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     "cannot load CA certificates" + (caFile.empty() ? std::string() : " from " + caFile) +
+                         ": " + ec.message());
+  }
+  contexts.emplace(caFile, ctx);
+  return ctx;
+}
+
 }  // namespace
 
 struct HttpConnection::Impl {
-  explicit Impl(asio::io_context& io) : io(io), conn(std::make_shared<Conn>(io)) {}
+  explicit Impl(asio::io_context& io) : io(io), conn(std::make_shared<PlainConn>(io)) {}
   asio::io_context& io;
-  std::shared_ptr<Conn> conn;
+  std::shared_ptr<PlainConn> conn;
   bool busy = false;
 };
 
@@ -444,6 +536,10 @@ void HttpConnection::request(const HttpClientRequest& request, HttpDone done) {
   }
   auto prepared = prepare(request, true);
   if (!prepared) return fail(prepared.error());
+  if (prepared->url.tls) {
+    return fail(Error{ErrorCode::kInvalidArgument,
+                      prepared->what + ": HttpConnection is for http:// only; use asyncHttpRequest"});
+  }
   auto p = std::make_shared<Prepared>(std::move(*prepared));
   impl_->busy = true;
   std::weak_ptr<Impl> weak = impl_;
@@ -460,7 +556,7 @@ void HttpConnection::request(const HttpClientRequest& request, HttpDone done) {
     }
     auto ex = makeExchange(impl->io, impl->conn, request, *p, nullptr);
     ex->keepOpen = true;
-    auto exWeak = std::weak_ptr<Exchange>(ex);
+    auto exWeak = std::weak_ptr<Exchange<beast::tcp_stream>>(ex);
     ex->done = [weak, attempt, done, retry, exWeak](Result<HttpClientResponse> r) mutable {
       auto live = exWeak.lock();
       bool stale = live && live->staleConnection;
@@ -482,7 +578,21 @@ void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, Ht
     asio::post(io, [done = std::move(done), e = prepared.error()] { done(makeError(e)); });
     return;
   }
-  auto exchange = makeExchange(io, std::make_shared<Conn>(io), request, *prepared, std::move(done));
+  if (prepared->url.tls) {
+    auto ctx = clientContext(request.caFile);
+    if (!ctx) {
+      asio::post(io, [done = std::move(done), e = ctx.error()] { done(makeError(e)); });
+      return;
+    }
+    auto conn = std::make_shared<Conn<TlsStream>>(io, *ctx);
+    conn->serverName = request.tlsServerName.empty() ? prepared->url.host : request.tlsServerName;
+    conn->verify = !request.tlsSkipVerify;
+    auto exchange = makeExchange(io, conn, request, *prepared, std::move(done));
+    exchange->start(prepared->url, prepared->origin);
+    return;
+  }
+  auto exchange =
+      makeExchange(io, std::make_shared<PlainConn>(io), request, *prepared, std::move(done));
   exchange->start(prepared->url, prepared->origin);
 }
 

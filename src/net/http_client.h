@@ -2,7 +2,7 @@
 // A small HTTP/1.1 client: asynchronous on a caller's io_context (the agent: its calls to the
 // servers, HTTP checks, forwarded requests) and synchronous for the command-line tools
 // (discover-servers, the AWS clients, the metadata endpoint). Plain http only:
-// "http://host[:port][/path][?query]".
+// "http[s]://host[:port][/path][?query]" (https: OpenSSL, verified against a trust store).
 //
 // Every call is bounded by its timeout: connecting, writing the request and reading the
 // response together must finish before one deadline. Name resolution of a host that is not an
@@ -30,15 +30,17 @@
 namespace taskmesh::net {
 
 struct HttpUrl {
+  bool tls = false;    // https
   std::string host;    // name or IP literal, IPv6 without brackets
-  uint16_t port = 80;  // 80 when the URL names none
+  uint16_t port = 80;  // 80 (443 for https) when the URL names none
   std::string target;  // path and query as written, at least "/"
 
-  // The Host header for this URL: "host" for port 80, else "host:port" ([v6]:port).
+  // The Host header for this URL: "host" on the scheme's default port, else "host:port"
+  // ([v6]:port).
   std::string hostHeader() const;
 };
 
-// Parses an http:// URL. https and other schemes, user info, fragments, empty hosts, bad ports
+// Parses an http:// or https:// URL. Other schemes, user info, fragments, empty hosts, bad ports
 // and control characters are rejected with an error that names the URL.
 Result<HttpUrl> parseHttpUrl(std::string_view url);
 
@@ -50,6 +52,12 @@ struct HttpClientRequest {
   std::string body;
   std::chrono::milliseconds timeout{5000};  // for the whole exchange
   size_t maxResponseBytes = 16 << 20;       // larger bodies fail with kTooLarge
+  // https: the peer's chain is verified against `caFile` (PEM; "" = the system trust store,
+  // SSL_CERT_FILE / SSL_CERT_DIR honoured) and its name against the URL's host (or
+  // `tlsServerName`), unless tlsSkipVerify. TLS 1.2 or newer.
+  std::string caFile;
+  std::string tlsServerName;
+  bool tlsSkipVerify = false;
 };
 
 struct HttpClientResponse {

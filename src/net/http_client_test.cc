@@ -2,7 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -14,6 +23,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
 
 // An HttpServer on 127.0.0.1:0 whose io_context runs on its own thread.
 class TestServer {
@@ -71,7 +82,7 @@ TEST(ParseHttpUrl, AcceptsPlainHttp) {
 }
 
 TEST(ParseHttpUrl, RejectsWithTheUrlInTheMessage) {
-  for (const char* bad : {"https://ecs.us-east-1.amazonaws.com/", "ftp://x/", "127.0.0.1:80",
+  for (const char* bad : {"ftp://x/", "127.0.0.1:80",
                           "http://", "http://:80/", "http://host:0/", "http://host:65536/",
                           "http://host:8x/", "http://user@host/", "http://host/a#frag",
                           "http://host/a b", "http://::1/", "http://[::1/"}) {
@@ -80,8 +91,17 @@ TEST(ParseHttpUrl, RejectsWithTheUrlInTheMessage) {
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
     EXPECT_NE(r.error().message.find(bad), std::string::npos) << r.error().message;
   }
-  EXPECT_NE(parseHttpUrl("https://x/").error().message.find("https is not supported"),
-            std::string::npos);
+}
+
+TEST(ParseHttpUrl, AcceptsHttpsWithItsDefaultPort) {
+  auto a = parseHttpUrl("https://ecs.us-east-1.amazonaws.com/");
+  ASSERT_TRUE(a.has_value()) << a.error().message;
+  EXPECT_TRUE(a->tls);
+  EXPECT_EQ(a->port, 443);
+  EXPECT_EQ(a->hostHeader(), "ecs.us-east-1.amazonaws.com");
+  auto b = parseHttpUrl("https://h:8443/x");
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->hostHeader(), "h:8443");
 }
 
 TEST(HttpRequest, GetsAndPostsAgainstTheServer) {
@@ -234,6 +254,159 @@ TEST(HttpConnection, ReportsARealFailure) {
   ASSERT_EQ(results.size(), 1u);
   ASSERT_FALSE(results[0].has_value());
   EXPECT_NE(results[0].error().message.find("127.0.0.1"), std::string::npos);
+}
+
+// A self-signed ECDSA P-256 certificate for `san` (e.g. "DNS:localhost"), PEM, made with
+// OpenSSL at test time.
+struct TestCert {
+  std::string cert;
+  std::string key;
+};
+
+TestCert makeCert(const std::string& san) {
+  TestCert out;
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("taskmesh test"), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, san.c_str());
+  X509_add_ext(x, ext, -1);
+  X509_EXTENSION_free(ext);
+  X509_sign(x, key, EVP_sha256());
+  auto pem = [](auto write) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    write(bio);
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    std::string s(data, static_cast<size_t>(n));
+    BIO_free(bio);
+    return s;
+  };
+  out.cert = pem([x](BIO* b) { PEM_write_bio_X509(b, x); });
+  out.key = pem([key](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return out;
+}
+
+// An HTTPS server on 127.0.0.1:0 answering every request with 200 "secure", on its own thread.
+class TlsTestServer {
+ public:
+  explicit TlsTestServer(const TestCert& cert)
+      : ctx_(asio::ssl::context::tls_server), acceptor_(io_) {
+    ctx_.use_certificate_chain(asio::buffer(cert.cert));
+    ctx_.use_private_key(asio::buffer(cert.key), asio::ssl::context::pem);
+    tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(ep.protocol());
+    acceptor_.bind(ep);
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~TlsTestServer() {
+    stop_ = true;
+    boost::system::error_code ec;
+    tcp::socket poke(io_);
+    poke.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      boost::system::error_code ec;
+      tcp::socket socket(io_);
+      acceptor_.accept(socket, ec);
+      if (ec || stop_) continue;
+      asio::ssl::stream<tcp::socket> tls(std::move(socket), ctx_);
+      tls.handshake(asio::ssl::stream_base::server, ec);
+      if (ec) continue;  // e.g. the client refused our certificate
+      beast::flat_buffer buffer;
+      bhttp::request<bhttp::string_body> req;
+      bhttp::read(tls, buffer, req, ec);
+      if (ec) continue;
+      bhttp::response<bhttp::string_body> res{bhttp::status::ok, 11};
+      res.body() = "secure";
+      res.keep_alive(false);
+      res.prepare_payload();
+      bhttp::write(tls, res, ec);
+    }
+  }
+
+  asio::io_context io_;
+  asio::ssl::context ctx_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::string writeTemp(const std::string& content) {
+  char path[] = "/tmp/taskmesh-ca-XXXXXX";
+  int fd = ::mkstemp(path);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  ::close(fd);
+  return path;
+}
+
+TEST(HttpRequest, HttpsVerifiesTheChainAndTheName) {
+  TestCert cert = makeCert("DNS:localhost,IP:127.0.0.1");
+  TlsTestServer server(cert);
+  std::string ca = writeTemp(cert.cert);
+  HttpClientRequest r;
+  r.url = "https://127.0.0.1:" + std::to_string(server.port()) + "/x";
+  r.timeout = 5s;
+  r.caFile = ca;
+  auto ok = httpRequest(r);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, "secure");
+
+  // The system trust store does not know our CA: refused, and the message says why.
+  r.caFile = "";
+  auto untrusted = httpRequest(r);
+  ASSERT_FALSE(untrusted.has_value());
+  EXPECT_NE(untrusted.error().message.find("TLS handshake"), std::string::npos)
+      << untrusted.error().message;
+
+  // Skipping verification (Consul's TLSSkipVerify) accepts it.
+  r.tlsSkipVerify = true;
+  EXPECT_TRUE(httpRequest(r).has_value());
+  std::remove(ca.c_str());
+}
+
+TEST(HttpRequest, HttpsRefusesACertificateForAnotherName) {
+  TestCert cert = makeCert("DNS:other.example");
+  TlsTestServer server(cert);
+  std::string ca = writeTemp(cert.cert);
+  HttpClientRequest r;
+  r.url = "https://127.0.0.1:" + std::to_string(server.port()) + "/";
+  r.timeout = 5s;
+  r.caFile = ca;
+  auto wrong = httpRequest(r);
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_NE(wrong.error().message.find("TLS handshake with 127.0.0.1"), std::string::npos)
+      << wrong.error().message;
+  r.tlsServerName = "other.example";  // the name the certificate carries
+  auto named = httpRequest(r);
+  EXPECT_TRUE(named.has_value()) << named.error().message;
+  r.caFile = "/nonexistent/ca.pem";
+  auto noCa = httpRequest(r);
+  ASSERT_FALSE(noCa.has_value());
+  EXPECT_NE(noCa.error().message.find("/nonexistent/ca.pem"), std::string::npos);
+  std::remove(ca.c_str());
 }
 
 TEST(DialTcp, ConnectsRefusesAndRejects) {
