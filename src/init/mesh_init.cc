@@ -538,6 +538,7 @@ Result<AgentAddress> resolveAgentAddress(const std::string& configAddr,
   std::string url = address.find("://") == std::string::npos ? "http://" + address : address;
   auto parsed = net::parseHttpUrl(url);
   if (!parsed) return bad(parsed.error().message);
+  if (parsed->tls) return bad("the local agent speaks plain http; got \"" + address + "\"");
   if (parsed->target != "/") {
     return bad("expected host:port or http://host:port, got \"" + address + "\"");
   }
