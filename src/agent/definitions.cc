@@ -237,10 +237,8 @@ Result<CheckDefinition> decodeCheckDefinition(const Json& j, const std::string& 
   c.deregisterCriticalServiceAfter = dcsa;
   c.successBeforePassing = static_cast<int>(sbp);
   c.failuresBeforeCritical = static_cast<int>(fbc);
-  c.failuresBeforeWarning =
-      f.find("FailuresBeforeWarning") != nullptr && !f.find("FailuresBeforeWarning")->is_null()
-          ? static_cast<int>(fbw)
-          : c.failuresBeforeCritical;
+  // 0 (absent or given) means "same as FailuresBeforeCritical", as in Consul's addCheck.
+  c.failuresBeforeWarning = fbw > 0 ? static_cast<int>(fbw) : c.failuresBeforeCritical;
   c.outputMaxSize = outMax > 0 ? static_cast<size_t>(outMax) : 4096;
   return c;
 }
@@ -302,7 +300,9 @@ Result<std::vector<ServiceDefinition>> decodeServiceRegistration(const Json& bod
   Fields f(body, "");
   TM_TRY(service, decodeAgentService(body, ""));
   if (service.kind == "connect-proxy") {
-    Fields pf(service.proxy.is_object() ? service.proxy : Json::object(), "Proxy");
+    // A named copy: Fields keeps a reference, which must outlive it.
+    const Json proxy = service.proxy.is_object() ? service.proxy : Json::object();
+    Fields pf(proxy, "Proxy");
     TM_TRY(dest, pf.str("DestinationServiceName"));
     if (dest.empty()) {
       return makeError(Error{ErrorCode::kInvalidArgument,
@@ -351,12 +351,15 @@ Result<std::vector<ServiceDefinition>> decodeServiceRegistration(const Json& bod
                            "Invalid SidecarService: Connect can't be set on a sidecar"});
   }
   Json sj = sidecarJson;
-  if (sf.find("Name") == nullptr) sj["Name"] = service.service + "-sidecar-proxy";
+  TM_TRY(sidecarName, sf.str("Name"));
+  if (sidecarName.empty()) sj["Name"] = service.service + "-sidecar-proxy";
   TM_TRY(sidecar, decodeAgentService(sj, path));
   sidecar.id = service.id + "-sidecar-proxy";
   sidecar.kind = "connect-proxy";
-  if (sf.find("Tags") == nullptr) sidecar.tags = service.tags;
-  if (sf.find("Meta") == nullptr) sidecar.meta = service.meta;
+  // Empty (not only absent) Tags, Meta and Address come from the parent, as in Consul.
+  if (sidecar.tags.empty()) sidecar.tags = service.tags;
+  if (sidecar.meta.empty()) sidecar.meta = service.meta;
+  if (sidecar.address.empty()) sidecar.address = service.address;
   if (sidecar.port == 0) {
     sidecar.port = ports ? ports(sidecar.id) : 0;
     if (sidecar.port == 0) {

@@ -106,13 +106,16 @@ std::string worseStatus(const std::string& a, const std::string& b);
 
 // Consul's consecutive-result thresholds (SuccessBeforePassing, FailuresBeforeWarning,
 // FailuresBeforeCritical) between a check's probe results and its reported status. A warning
-// result counts as a success, as in Consul's StatusHandler.
+// result counts as a success, as in Consul's StatusHandler. The counters start at their
+// thresholds, as in Consul's NewStatusHandler: the first result is reported at once.
 class Thresholds {
  public:
   explicit Thresholds(const CheckDefinition& def)
       : successBeforePassing_(def.successBeforePassing),
         failuresBeforeWarning_(def.failuresBeforeWarning),
-        failuresBeforeCritical_(def.failuresBeforeCritical) {}
+        failuresBeforeCritical_(def.failuresBeforeCritical),
+        successes_(def.successBeforePassing),
+        failures_(def.failuresBeforeCritical) {}
   // The status to report for a probe result, or nullopt to keep the current one.
   std::optional<std::string> record(const std::string& result);
 
@@ -120,8 +123,8 @@ class Thresholds {
   int successBeforePassing_;
   int failuresBeforeWarning_;
   int failuresBeforeCritical_;
-  int successes_ = 0;
-  int failures_ = 0;
+  int successes_;
+  int failures_;
 };
 
 }  // namespace taskmesh::agent
