@@ -3,6 +3,7 @@
 #include <random>
 
 #include "api/codec.h"
+#include "base/json.h"
 #include "base/log.h"
 
 namespace taskmesh::agent {
@@ -53,9 +54,11 @@ Json checkJson(const store::Check& c) {
 
 // What the servers must hold for a check, compared field by field.
 bool sameCheck(const store::Check& local, const Json& remote) {
-  return remote.value("Name", "") == local.name && remote.value("Status", "") == local.status &&
-         remote.value("Output", "") == local.output && remote.value("Notes", "") == local.notes &&
-         remote.value("ServiceID", "") == local.serviceId;
+  return stringField(remote, "Name") == local.name &&
+         stringField(remote, "Status") == local.status &&
+         stringField(remote, "Output") == local.output &&
+         stringField(remote, "Notes") == local.notes &&
+         stringField(remote, "ServiceID") == local.serviceId;
 }
 
 }  // namespace
@@ -169,7 +172,7 @@ Awaitable<Result<void>> AntiEntropy::readBack() {
   nodeInSync_ = false;
   if (sj.is_object() && sj["Node"].is_object()) {
     const Json& n = sj["Node"];
-    nodeInSync_ = n.value("Address", "") == node_.address && n.value("ID", "") == node_.id;
+    nodeInSync_ = stringField(n, "Address") == node_.address && stringField(n, "ID") == node_.id;
     if (sj["Services"].is_array()) {
       std::set<std::string> seen;
       for (const Json& s : sj["Services"]) {
@@ -185,12 +188,12 @@ Awaitable<Result<void>> AntiEntropy::readBack() {
     }
   }
   for (const Json& c : cj) {
-    std::string id = c.value("CheckID", "");
+    std::string id = stringField(c, "CheckID");
     if (id == "serfHealth") continue;  // maintained by the leader
     const LocalCheck* local = state_.check(id);
     if (local == nullptr) {
       // A check of a service being deregistered goes with it.
-      std::string sid = c.value("ServiceID", "");
+      std::string sid = stringField(c, "ServiceID");
       if (sid.empty() || !state_.deletedServices().contains(sid)) state_.deletedChecks().insert(id);
     } else if (sameCheck(local->check, c)) {
       state_.markCheckInSync(id);

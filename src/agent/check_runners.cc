@@ -12,6 +12,7 @@
 #include <random>
 
 #include "base/duration.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
 
@@ -331,12 +332,12 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
                                status = store::kPassing;
                                int seen = 0;
                                for (const auto& c : j) {
-                                 std::string sid = c.value("ServiceID", "");
+                                 std::string sid = stringField(c, "ServiceID");
                                  // Without AliasService: the node-level checks only.
                                  if (!sid.empty() && sid != service) continue;
                                  ++seen;
-                                 status = worseStatus(
-                                     status, c.value("Status", std::string(store::kCritical)));
+                                 status = worseStatus(status,
+                                                      stringField(c, "Status", store::kCritical));
                                }
                                output = seen == 0 ? "No checks found." : "All checks passing.";
                                if (status != store::kPassing)

@@ -98,8 +98,10 @@ bool LocalState::removeService(const std::string& id) {
   }
   for (const auto& cid : drop) {
     checks_.erase(cid);
+    // Deregistering the service on the servers removes its checks too, but if the service is
+    // registered again before the next sync, only these records remove its old checks.
+    deletedChecks_.insert(cid);
     if (listener_.checkRemoved) listener_.checkRemoved(cid);
-    // Deregistering the service on the servers removes its checks too.
   }
   services_.erase(it);
   deletedServices_.insert(id);

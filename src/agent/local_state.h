@@ -54,7 +54,8 @@ class LocalState {
   // Adds or replaces a service with its checks. Checks that keep their ID keep their status
   // and output (as Consul does); with replaceExistingChecks, the service's other checks go.
   void addService(const ServiceDefinition& def, bool replaceExistingChecks);
-  // Removes a service and its checks. False when there was no such service.
+  // Removes a service and its checks (both recorded as deleted). False when there was no such
+  // service.
   bool removeService(const std::string& id);
   // Adds or replaces a check. kNotFound when it names an unknown service.
   Result<void> addCheck(const CheckDefinition& def);

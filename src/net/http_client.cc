@@ -1,18 +1,18 @@
 #include "net/http_client.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <boost/asio/ssl.hpp>
 
 #include <cctype>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <type_traits>
 #include <optional>
+#include <type_traits>
 
 #include "base/duration.h"
 #include "net/asio.h"
@@ -343,16 +343,14 @@ struct Exchange : std::enable_shared_from_this<Exchange<Stream>> {
         conn->stream.set_verify_mode(asio::ssl::verify_none);
       }
       conn->tcp().expires_at(deadline);
-      conn->stream.async_handshake(asio::ssl::stream_base::client,
-                                   [self](boost::system::error_code e) {
-                                     if (e) {
-                                       return self->fail(ErrorCode::kUnavailable,
-                                                         "TLS handshake with " +
-                                                             self->conn->serverName,
-                                                         e);
-                                     }
-                                     self->write();
-                                   });
+      conn->stream.async_handshake(
+          asio::ssl::stream_base::client, [self](boost::system::error_code e) {
+            if (e) {
+              return self->fail(ErrorCode::kUnavailable,
+                                "TLS handshake with " + self->conn->serverName, e);
+            }
+            self->write();
+          });
     }
   }
 
@@ -389,7 +387,8 @@ struct Exchange : std::enable_shared_from_this<Exchange<Stream>> {
     bhttp::async_read(conn->stream, conn->buffer, parser,
                       [self](boost::system::error_code e, size_t) {
                         if (e == bhttp::error::body_limit) return self->fail(self->tooLarge);
-                        if (e) return self->fail(ErrorCode::kUnavailable, "reading the response", e);
+                        if (e)
+                          return self->fail(ErrorCode::kUnavailable, "reading the response", e);
                         self->complete = true;
                         self->finish();
                       });
@@ -501,8 +500,9 @@ Result<std::shared_ptr<asio::ssl::context>> clientContext(const std::string& caF
   }
   if (ec) {
     return makeError(ErrorCode::kInvalidArgument,
-                     "cannot load CA certificates" + (caFile.empty() ? std::string() : " from " + caFile) +
-                         ": " + ec.message());
+                     "cannot load CA certificates" +
+                         (caFile.empty() ? std::string() : " from " + caFile) + ": " +
+                         ec.message());
   }
   contexts.emplace(caFile, ctx);
   return ctx;
@@ -537,16 +537,22 @@ void HttpConnection::request(const HttpClientRequest& request, HttpDone done) {
   auto prepared = prepare(request, true);
   if (!prepared) return fail(prepared.error());
   if (prepared->url.tls) {
-    return fail(Error{ErrorCode::kInvalidArgument,
-                      prepared->what + ": HttpConnection is for http:// only; use asyncHttpRequest"});
+    return fail(
+        Error{ErrorCode::kInvalidArgument,
+              prepared->what + ": HttpConnection is for http:// only; use asyncHttpRequest"});
   }
   auto p = std::make_shared<Prepared>(std::move(*prepared));
   impl_->busy = true;
   std::weak_ptr<Impl> weak = impl_;
   // First try: the open connection if there is one. If the server had closed it, once more
   // on a new connection.
+  // The attempt function refers to itself weakly: the exchange it starts holds the only strong
+  // reference, so nothing leaks when the io_context is destroyed with the request in flight.
   auto attempt = std::make_shared<std::function<void(bool)>>();
-  *attempt = [weak, p, request, done = std::move(done), attempt](bool retry) mutable {
+  std::weak_ptr<std::function<void(bool)>> self = attempt;
+  *attempt = [weak, p, request, done = std::move(done), self](bool retry) mutable {
+    auto attempt = self.lock();
+    if (!attempt) return;
     auto impl = weak.lock();
     if (!impl) {
       auto finalDone = std::move(done);
@@ -564,7 +570,7 @@ void HttpConnection::request(const HttpClientRequest& request, HttpDone done) {
       if (!r && stale && !retry && impl) return (*attempt)(true);
       if (impl) impl->busy = false;
       auto finalDone = std::move(done);
-      *attempt = nullptr;  // breaks the self-reference
+      *attempt = nullptr;  // done: drop the attempt function and what it holds
       finalDone(std::move(r));
     };
     ex->start(p->url, p->origin);
@@ -598,13 +604,11 @@ void asyncHttpRequest(asio::io_context& io, const HttpClientRequest& request, Ht
 
 Awaitable<Result<HttpClientResponse>> fetch(asio::io_context& io,
                                             const HttpClientRequest& request) {
-  return asio::async_initiate<decltype(asio::use_awaitable),
-                              void(Result<HttpClientResponse>)>(
+  return asio::async_initiate<decltype(asio::use_awaitable), void(Result<HttpClientResponse>)>(
       [&io](auto handler, HttpClientRequest r) {
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        asyncHttpRequest(io, r, [h](Result<HttpClientResponse> result) {
-          (*h)(std::move(result));
-        });
+        asyncHttpRequest(io, r,
+                         [h](Result<HttpClientResponse> result) { (*h)(std::move(result)); });
       },
       asio::use_awaitable, request);
 }
@@ -614,8 +618,9 @@ Result<HttpClientResponse> httpRequest(const HttpClientRequest& request) {
   std::optional<Result<HttpClientResponse>> out;
   asyncHttpRequest(io, request, [&out](Result<HttpClientResponse> r) { out = std::move(r); });
   io.run();
-  if (!out) return makeError(ErrorCode::kInternal, request.method + " " + request.url +
-                                                       ": exchange did not complete");
+  if (!out)
+    return makeError(ErrorCode::kInternal,
+                     request.method + " " + request.url + ": exchange did not complete");
   return std::move(*out);
 }
 
@@ -630,7 +635,8 @@ void asyncDialTcp(asio::io_context& io, const std::string& address,
     return fail(Error{ErrorCode::kInvalidArgument, "invalid port in address \"" + address + "\""});
   }
   if (timeout.count() <= 0) {
-    return fail(Error{ErrorCode::kInvalidArgument, "dial " + address + ": timeout must be positive"});
+    return fail(
+        Error{ErrorCode::kInvalidArgument, "dial " + address + ": timeout must be positive"});
   }
   struct Dial {
     Dial(asio::io_context& io, Clock::time_point deadline, std::string what)
@@ -648,8 +654,8 @@ void asyncDialTcp(asio::io_context& io, const std::string& address,
       callback({});
     }
   };
-  auto dial = std::make_shared<Dial>(io, Clock::now() + timeout,
-                                     "dial " + address + " (timeout " + formatDuration(timeout) + ")");
+  auto dial = std::make_shared<Dial>(
+      io, Clock::now() + timeout, "dial " + address + " (timeout " + formatDuration(timeout) + ")");
   dial->done = std::move(done);
   dial->connector.start(hp->first, hp->second, [dial](bool connected) { dial->finish(connected); });
 }

@@ -82,10 +82,9 @@ TEST(ParseHttpUrl, AcceptsPlainHttp) {
 }
 
 TEST(ParseHttpUrl, RejectsWithTheUrlInTheMessage) {
-  for (const char* bad : {"ftp://x/", "127.0.0.1:80",
-                          "http://", "http://:80/", "http://host:0/", "http://host:65536/",
-                          "http://host:8x/", "http://user@host/", "http://host/a#frag",
-                          "http://host/a b", "http://::1/", "http://[::1/"}) {
+  for (const char* bad : {"ftp://x/", "127.0.0.1:80", "http://", "http://:80/", "http://host:0/",
+                          "http://host:65536/", "http://host:8x/", "http://user@host/",
+                          "http://host/a#frag", "http://host/a b", "http://::1/", "http://[::1/"}) {
     auto r = parseHttpUrl(bad);
     ASSERT_FALSE(r.has_value()) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
@@ -293,7 +292,8 @@ TestCert makeCert(const std::string& san) {
     return s;
   };
   out.cert = pem([x](BIO* b) { PEM_write_bio_X509(b, x); });
-  out.key = pem([key](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+  out.key = pem(
+      [key](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
   X509_free(x);
   EVP_PKEY_free(key);
   return out;

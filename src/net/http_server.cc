@@ -22,7 +22,9 @@ bhttp::response<bhttp::string_body> toBeast(HttpResponse&& r, unsigned version, 
   res.set(bhttp::field::server, "taskmesh");
   res.set(bhttp::field::content_type, r.contentType);
   for (auto& [k, v] : r.headers) res.set(k, v);
-  res.body() = std::move(r.body);
+  // 1xx, 204 and 304 answers carry no body (Beast refuses to write one).
+  bool bodyless = (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304;
+  if (!bodyless) res.body() = std::move(r.body);
   res.keep_alive(keepAlive);
   res.prepare_payload();
   return res;
