@@ -353,7 +353,8 @@ int RaftNode::fsmSnapshotFinalize(struct ::raft_fsm* fsm, struct ::raft_buffer* 
   *bufs = nullptr;
   *n = 0;
   // A snapshot allocates and frees about the size of the state; glibc keeps such freed
-  // memory in this thread's arena unless asked to give it back.
+  // memory in this thread's arena unless asked to give it back. (The release binary uses
+  // jemalloc, which returns it by itself; this matters for builds on glibc's malloc.)
   ::malloc_trim(0);
   return 0;
 }
