@@ -19,6 +19,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/node_id.h"
 #include "net/http_server.h"
 
 namespace taskmesh::agent {
@@ -31,27 +32,6 @@ constexpr const char* kStateFile = "local-state.json";
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = log::get("agent");
   return l;
-}
-
-std::string randomUuid() {
-  std::random_device rd;
-  std::string hex;
-  for (int i = 0; i < 4; ++i) {
-    char buf[9];
-    std::snprintf(buf, sizeof buf, "%08x", rd());
-    hex += buf;
-  }
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-         hex.substr(16, 4) + "-" + hex.substr(20, 12);
-}
-
-Result<std::string> loadNodeId(const std::string& dataDir) {
-  std::string path = dataDir + "/node-id";
-  if (auto existing = readFile(path); existing && existing->size() >= 36)
-    return existing->substr(0, 36);
-  std::string id = randomUuid();
-  if (auto w = writeFileAtomic(path, id); !w) return makeError(w.error());
-  return id;
 }
 
 // The first IPv4 address of an interface that is up and not loopback (the task IP in ECS).
@@ -173,7 +153,7 @@ int run(const AgentOptions& o) {
                  ec.message().c_str());
     return 1;
   }
-  auto nodeId = loadNodeId(o.dataDir);
+  auto nodeId = loadOrCreateNodeId(o.dataDir);
   if (!nodeId) {
     std::fprintf(stderr, "taskmesh agent: %s\n", nodeId.error().message.c_str());
     return 1;

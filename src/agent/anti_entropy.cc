@@ -5,6 +5,7 @@
 #include "api/codec.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "net/http.h"
 
 namespace taskmesh::agent {
 namespace {
@@ -18,21 +19,6 @@ const std::string kDeregister = "/v1/catalog/deregister";
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = log::get("agent");
   return l;
-}
-
-std::string pathEscape(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 Json nodeJson(const store::Node& n) {
@@ -148,7 +134,7 @@ Awaitable<void> AntiEntropy::loop() {
 }
 
 Awaitable<Result<void>> AntiEntropy::readBack() {
-  std::string nodePath = pathEscape(node_.name);
+  std::string nodePath = net::percentEncodePathSegment(node_.name);
   std::string servicesTarget = "/v1/catalog/node-services/" + nodePath;
   auto services = co_await servers_.call("GET", servicesTarget, "", kWriteTimeout);
   if (!services) co_return makeError(services.error());
@@ -290,7 +276,7 @@ Awaitable<Result<void>> AntiEntropy::syncChanges() {
 
 Awaitable<void> AntiEntropy::heartbeats() {
   std::chrono::milliseconds interval(1000);
-  std::string target = "/v1/internal/heartbeat/" + pathEscape(node_.name);
+  std::string target = "/v1/internal/heartbeat/" + net::percentEncodePathSegment(node_.name);
   while (!stopped_) {
     auto r = co_await servers_.call("PUT", target, "", std::chrono::milliseconds(5000));
     if (r) {

@@ -14,6 +14,7 @@
 #include "base/duration.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "net/http.h"
 #include "net/http_client.h"
 
 extern char** environ;
@@ -32,21 +33,6 @@ std::string truncate(std::string s, size_t max) {
     s += " ... (output truncated)";
   }
   return s;
-}
-
-std::string percentEncodePath(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 // One script run: the child, the pipe of its output, and a pidfd that turns readable when it
@@ -310,7 +296,7 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
     }
     case CheckKind::kAlias: {
       // Remote alias: a blocking query on the aliased node's health, stale is fine.
-      std::string target = "/v1/health/node/" + percentEncodePath(d.aliasNode) +
+      std::string target = "/v1/health/node/" + net::percentEncodePathSegment(d.aliasNode) +
                            "?stale&wait=60s&index=" + std::to_string(r->remoteIndex);
       std::string service = d.aliasService;
       servers_.asyncCall("GET", target, "", std::chrono::milliseconds(70000),

@@ -1,4 +1,5 @@
 #include "init/discover_servers.h"
+#include "base/backoff.h"
 
 #include <arpa/inet.h>
 
@@ -48,37 +49,6 @@ std::string taskId(const std::string& arn) {
   size_t slash = arn.rfind('/');
   return slash == std::string::npos ? arn : arn.substr(slash + 1);
 }
-
-// Jittered exponential backoff: each wait is drawn from [d/2, d], d doubling up to a cap.
-class Backoff {
- public:
-  Backoff(milliseconds initial, milliseconds max)
-      : next_(std::max(initial, milliseconds(1))),
-        max_(std::max(max, next_)),
-        rng_(std::random_device{}()) {}
-
-  // Sleeps for the next delay. When that would leave too little time for another attempt
-  // (under kMinAttempt), sleeps until `deadline` instead and returns false: the last attempt is
-  // never a truncated one, and giving up happens at the deadline, not before.
-  bool wait(Clock::time_point deadline) {
-    static constexpr milliseconds kMinAttempt{10};
-    std::uniform_int_distribution<long> pick(next_.count() / 2, next_.count());
-    milliseconds delay(pick(rng_));
-    next_ = std::min(next_ * 2, max_);
-    auto wake = Clock::now() + delay;
-    if (wake + kMinAttempt >= deadline) {
-      std::this_thread::sleep_until(deadline);
-      return false;
-    }
-    std::this_thread::sleep_until(wake);
-    return true;
-  }
-
- private:
-  milliseconds next_;
-  milliseconds max_;
-  std::minstd_rand rng_;
-};
 
 // The outcome of looking at the described tasks: the server, or the most advanced reason why
 // none qualifies yet (rank: stopping 0 < not RUNNING 1 < container missing 2 < no IPv4 3).

@@ -1,4 +1,5 @@
 #include "init/mesh_init.h"
+#include "base/backoff.h"
 
 #include <arpa/inet.h>
 
@@ -264,36 +265,6 @@ bool validToken(const std::string& token) {
 }
 
 // ---- I/O: retries, registration, bootstrap --------------------------------------------------
-
-// Jittered exponential backoff: each wait is drawn from [d/2, d], d doubling up to a cap.
-class Backoff {
- public:
-  Backoff(milliseconds initial, milliseconds max)
-      : next_(std::max(initial, milliseconds(1))),
-        max_(std::max(max, next_)),
-        rng_(std::random_device{}()) {}
-
-  // Sleeps for the next delay. When that would leave too little time for another attempt
-  // (under kMinAttempt), sleeps until `deadline` instead and returns false.
-  bool wait(Clock::time_point deadline) {
-    static constexpr milliseconds kMinAttempt{10};
-    std::uniform_int_distribution<long> pick(next_.count() / 2, next_.count());
-    milliseconds delay(pick(rng_));
-    next_ = std::min(next_ * 2, max_);
-    auto wake = Clock::now() + delay;
-    if (wake + kMinAttempt >= deadline) {
-      std::this_thread::sleep_until(deadline);
-      return false;
-    }
-    std::this_thread::sleep_until(wake);
-    return true;
-  }
-
- private:
-  milliseconds next_;
-  milliseconds max_;
-  std::minstd_rand rng_;
-};
 
 bool retryable(const Error& e) {
   return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kTimeout;

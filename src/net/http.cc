@@ -1,5 +1,7 @@
 #include "net/http.h"
 
+#include <cctype>
+
 namespace taskmesh::net {
 
 std::string HttpRequest::param(std::string_view name) const {
@@ -146,6 +148,22 @@ Result<std::pair<std::string, std::multimap<std::string, std::string>>> parseTar
     }
   }
   return std::make_pair(std::move(*path), std::move(query));
+}
+
+std::string percentEncodePathSegment(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace taskmesh::net

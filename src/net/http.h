@@ -51,6 +51,10 @@ Result<std::pair<std::string, std::multimap<std::string, std::string>>> parseTar
 // character but \n and \t) written as \xNN.
 std::string escapeInvalidUtf8(std::string_view s);
 
+// Percent-encodes `s` for one path segment: everything but unreserved characters
+// (A-Z a-z 0-9 - _ . ~) becomes %XX, '/' included.
+std::string percentEncodePathSegment(std::string_view s);
+
 // Percent-decodes `s` ('+' stays '+', as Go's PathUnescape does for paths).
 Result<std::string> percentDecode(std::string_view s, bool plusIsSpace);
 

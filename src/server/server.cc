@@ -13,6 +13,7 @@
 #include "base/duration.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "base/node_id.h"
 #include "net/http_server.h"
 #include "raft/raft_node.h"
 #include "server/liveness.h"
@@ -27,29 +28,6 @@ constexpr const char* kVersion = "1.16.0-taskmesh";
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = log::get("server");
   return l;
-}
-
-// Consul's node IDs: 128 random bits in 8-4-4-4-12 hex form.
-std::string randomUuid() {
-  std::random_device rd;
-  std::string hex;
-  for (int i = 0; i < 4; ++i) {
-    char buf[9];
-    std::snprintf(buf, sizeof buf, "%08x", rd());
-    hex += buf;
-  }
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-         hex.substr(16, 4) + "-" + hex.substr(20, 12);
-}
-
-// The node ID survives restarts: it is kept in the data dir.
-Result<std::string> loadNodeId(const std::string& dataDir) {
-  std::string path = dataDir + "/node-id";
-  if (auto existing = readFile(path); existing && existing->size() >= 36)
-    return existing->substr(0, 36);
-  std::string id = randomUuid();
-  if (auto w = writeFileAtomic(path, id); !w) return makeError(w.error());
-  return id;
 }
 
 // Carries completions from the Raft thread to the HTTP thread in batches: the Raft thread
@@ -157,7 +135,7 @@ int run(const ServerOptions& o) {
     }
     *out = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
-  auto nodeId = loadNodeId(o.dataDir);
+  auto nodeId = loadOrCreateNodeId(o.dataDir);
   if (!nodeId) {
     std::fprintf(stderr, "taskmesh server: %s\n", nodeId.error().message.c_str());
     return 1;
