@@ -20,7 +20,14 @@ Error invalidCheck(const std::string& what) {
   return Error{ErrorCode::kInvalidArgument, "Invalid check: " + what};
 }
 
+// A duration as Consul's agent accepts it: a Go duration string, or a number of nanoseconds.
 Result<Millis> durationField(const Fields& f, std::string_view name) {
+  if (const Json* v = f.find(name); v != nullptr && v->is_number()) {
+    double ns = v->get<double>();
+    if (ns < 0) return makeError(decodeError(f.at(name), "must not be negative"));
+    if (ns > 1e18) return makeError(decodeError(f.at(name), "out of range"));
+    return std::chrono::duration_cast<Millis>(std::chrono::nanoseconds(static_cast<int64_t>(ns)));
+  }
   TM_TRY(text, f.str(name));
   if (text.empty()) return Millis{0};
   auto d = parseDuration(text);
@@ -250,7 +257,9 @@ namespace {
 Result<std::vector<CheckDefinition>> serviceChecks(const Fields& f, const store::Service& s,
                                                    const DecodeOptions& options) {
   std::vector<std::pair<const Json*, std::string>> given;
-  if (const Json* one = f.find("Check"); one != nullptr && !one->is_null())
+  // An empty "Check": {} means no check, as in Consul (clients send it by default).
+  if (const Json* one = f.find("Check");
+      one != nullptr && !one->is_null() && !(one->is_object() && one->empty()))
     given.push_back({one, f.at("Check")});
   if (const Json* list = f.find("Checks"); list != nullptr && !list->is_null()) {
     if (!list->is_array())

@@ -44,6 +44,24 @@ Result<std::vector<ServiceDefinition>> decodeService(const std::string& text, Fa
   return decodeServiceRegistration(Json::parse(text), options, ports.allocator());
 }
 
+TEST(CheckDefinitionTest, DurationsMayBeNanosecondNumbers) {
+  // Consul's agent also takes time.Duration as JSON numbers (nanoseconds).
+  auto c = decodeCheck(R"({"Name": "n", "TCP": "127.0.0.1:1", "Interval": 1500000000,
+                           "Timeout": 250000000})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->interval, 1500ms);
+  EXPECT_EQ(c->timeout, 250ms);
+  EXPECT_NE(errorOf(decodeCheck(R"({"Name": "n", "TTL": -1})")).find("TTL"), std::string::npos);
+}
+
+TEST(ServiceDefinitionTest, EmptyCheckObjectMeansNoCheck) {
+  FakePorts ports;
+  auto defs = decodeService(R"({"Name": "web", "Check": {}})", ports);
+  ASSERT_TRUE(defs) << defs.error().message;
+  ASSERT_EQ(defs->size(), 1u);
+  EXPECT_TRUE(defs->front().checks.empty());
+}
+
 // --- checks: each kind, with its defaults -------------------------------------------------------
 
 TEST(CheckDefinitionTest, HttpCheckWithMethodHeaderAndBody) {
