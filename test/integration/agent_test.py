@@ -20,30 +20,15 @@ import unittest
 
 import consul
 
-from harness import HOST, Agent, Server, binary, wait_until
+from harness import HOST, Agent, ServerTestCase, binary, wait_until
 
 FAILURE_TIMEOUT = 2.0
 RECONNECT_TIMEOUT = 3.0
 
 
-class AgentTestCase(unittest.TestCase):
-    server = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(node="srv-agent", extra_args=[
-            "-node-failure-timeout", f"{FAILURE_TIMEOUT}s",
-            "-reconnect-timeout", f"{RECONNECT_TIMEOUT}s"])
-        try:
-            cls.server.start()
-        except Exception:
-            cls.server.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.server is not None:
-            cls.server.cleanup()
+class AgentTestCase(ServerTestCase):
+    server_args = ("-node-failure-timeout", f"{FAILURE_TIMEOUT}s",
+                   "-reconnect-timeout", f"{RECONNECT_TIMEOUT}s")
 
     def setUp(self):
         self.agents = []

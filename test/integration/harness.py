@@ -426,10 +426,11 @@ class ServerTestCase(unittest.TestCase):
     """
 
     server = None
+    server_args = ()  # extra `taskmesh server` flags for the class's server
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(node=cls.node_name())
+        cls.server = Server(node=cls.node_name(), extra_args=cls.server_args)
         try:
             cls.server.start()
         except Exception:
