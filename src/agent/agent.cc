@@ -54,24 +54,37 @@ std::string firstPrivateIpv4() {
 
 // What must survive an agent restart: service and check definitions, maintenance reasons,
 // and which sidecars came from Connect.SidecarService.
-std::string encodeState(const LocalState& state, const AgentApi& api) {
+std::string encodeState(const LocalState& state, const AgentApi& api, const CheckRunners& runners) {
   Json services = Json::array();
   for (const auto& [id, s] : state.services())
     services.push_back(api::encodeAgentService(s.service, false));
   Json checks = Json::array();
+  // TTL checks also keep their status until their clock would have run out (wall clock, so
+  // the time the agent was down counts).
+  auto nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  Json ttl = Json::object();
   for (const auto& [id, c] : state.checks()) {
-    if (c.definition.kind != CheckKind::kMaintenance) checks.push_back(c.definition.toJson());
+    if (c.definition.kind == CheckKind::kMaintenance) continue;
+    checks.push_back(c.definition.toJson());
+    if (auto left = runners.ttlRemaining(id)) {
+      ttl[id] = {{"Status", c.check.status},
+                 {"Output", c.check.output},
+                 {"ExpiresUnixMs", nowMs + left->count()}};
+    }
   }
   Json maintenance = Json::object();
   for (const auto& [id, reason] : api.maintenance()) maintenance[id] = reason;
   return Json{{"Services", services},
               {"Checks", checks},
               {"Maintenance", maintenance},
-              {"ManagedSidecars", api.managedSidecars()}}
+              {"ManagedSidecars", api.managedSidecars()},
+              {"TTL", ttl}}
       .dump(1, ' ', false, Json::error_handler_t::replace);
 }
 
-void restoreState(const std::string& path, LocalState& state, AgentApi& api,
+void restoreState(const std::string& path, LocalState& state, AgentApi& api, CheckRunners& runners,
                   const DecodeOptions& options) {
   auto text = readFile(path);
   if (!text) return;  // first start
@@ -99,6 +112,23 @@ void restoreState(const std::string& path, LocalState& state, AgentApi& api,
         continue;
       }
       (void)state.addCheck(*def);
+    }
+  }
+  if (j["TTL"].is_object()) {
+    auto nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+    for (auto it = j["TTL"].begin(); it != j["TTL"].end(); ++it) {
+      const Json& t = *it;
+      std::string status = stringField(t, "Status");
+      if (!api::isValidCheckStatus(status) || !t.contains("ExpiresUnixMs") ||
+          !t["ExpiresUnixMs"].is_number_integer())
+        continue;
+      int64_t left = t["ExpiresUnixMs"].get<int64_t>() - nowMs;
+      if (left > 0) {
+        runners.restoreTtl(it.key(), status, stringField(t, "Output"),
+                           std::chrono::milliseconds(left));
+      }
     }
   }
   if (j["Maintenance"].is_object()) {
@@ -201,7 +231,7 @@ int run(const AgentOptions& o) {
     saveQueued = true;
     asio::post(io, [&] {
       saveQueued = false;
-      if (auto w = writeFileAtomic(statePath, encodeState(state, api)); !w)
+      if (auto w = writeFileAtomic(statePath, encodeState(state, api, runners)); !w)
         logger()->error("cannot save agent state error=\"{}\"", w.error().message);
     });
   };
@@ -220,7 +250,8 @@ int run(const AgentOptions& o) {
   };
   state.setListener(listener);
   api.onDefinitionsChanged(save);
-  restoreState(statePath, state, api, decodeOptions);
+  runners.onTtlUpdated([&save](const std::string&) { save(); });
+  restoreState(statePath, state, api, runners, decodeOptions);
   restoring = false;
 
   net::HttpServerOptions hso;

@@ -387,8 +387,10 @@ void CheckRunners::localStatusChanged(const std::string& checkId) {
   }
 }
 
-void CheckRunners::armTtl(const std::shared_ptr<Runner>& r) {
-  r->timer.expires_after(r->def.ttl);
+void CheckRunners::armTtl(const std::shared_ptr<Runner>& r) { armTtlFor(r, r->def.ttl); }
+
+void CheckRunners::armTtlFor(const std::shared_ptr<Runner>& r, std::chrono::milliseconds left) {
+  r->timer.expires_after(left);
   r->timer.async_wait([this, weak = std::weak_ptr<Runner>(r)](boost::system::error_code ec) {
     auto live = weak.lock();
     if (ec || !live || live->stopped) return;
@@ -413,7 +415,27 @@ Result<void> CheckRunners::ttlUpdate(const std::string& checkId, const std::stri
   auto updated = state_.updateCheck(checkId, status, truncate(output, c->definition.outputMaxSize));
   if (!updated) return updated;
   armTtl(r);
+  if (ttlUpdated_) ttlUpdated_(checkId);
   return {};
+}
+
+std::optional<std::chrono::milliseconds> CheckRunners::ttlRemaining(
+    const std::string& checkId) const {
+  auto it = runners_.find(checkId);
+  if (it == runners_.end() || it->second->def.kind != CheckKind::kTtl) return std::nullopt;
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      it->second->timer.expiry() - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return std::nullopt;
+  return left;
+}
+
+void CheckRunners::restoreTtl(const std::string& checkId, const std::string& status,
+                              const std::string& output, std::chrono::milliseconds left) {
+  auto it = runners_.find(checkId);
+  if (it == runners_.end() || it->second->def.kind != CheckKind::kTtl || left.count() <= 0) return;
+  left = std::min(left, it->second->def.ttl);
+  (void)state_.updateCheck(checkId, status, output);
+  armTtlFor(it->second, left);
 }
 
 void CheckRunners::startReaper() {

@@ -13,8 +13,10 @@
 // Thread: the agent's io_context. Ownership: one Runner per check, held here; a probe in
 // flight holds only a weak reference, so removing a check drops its result on the floor.
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "agent/local_state.h"
@@ -40,6 +42,15 @@ class CheckRunners {
   Result<void> ttlUpdate(const std::string& checkId, const std::string& status,
                          const std::string& output);
 
+  // TTL state across agent restarts (Consul keeps a TTL check's last status until its TTL
+  // runs out): the time left on a TTL check's clock, and putting a saved status back with
+  // the time that was left (never more than the TTL).
+  std::optional<std::chrono::milliseconds> ttlRemaining(const std::string& checkId) const;
+  void restoreTtl(const std::string& checkId, const std::string& status, const std::string& output,
+                  std::chrono::milliseconds left);
+  // Called after every successful ttlUpdate (the agent saves the TTL state then).
+  void onTtlUpdated(std::function<void(const std::string&)> f) { ttlUpdated_ = std::move(f); }
+
   // Starts the 1 s sweep that applies DeregisterCriticalServiceAfter.
   void startReaper();
 
@@ -51,6 +62,7 @@ class CheckRunners {
   void report(const std::shared_ptr<Runner>& r, const std::string& status, std::string output);
   void evaluateLocalAlias(const std::shared_ptr<Runner>& r);
   void armTtl(const std::shared_ptr<Runner>& r);
+  void armTtlFor(const std::shared_ptr<Runner>& r, std::chrono::milliseconds left);
   void reap();
 
   asio::io_context& io_;
@@ -58,6 +70,7 @@ class CheckRunners {
   ServerLink& servers_;
   std::map<std::string, std::shared_ptr<Runner>> runners_;
   asio::steady_timer reaper_;
+  std::function<void(const std::string&)> ttlUpdated_;
   bool reaping_ = false;
 };
 

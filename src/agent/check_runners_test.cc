@@ -392,6 +392,26 @@ TEST_F(CheckRunnersTest, TtlExpiresToCriticalAndUpdatesResetIt) {
   EXPECT_EQ(output("ttl"), "back");
 }
 
+TEST_F(CheckRunnersTest, TtlStateIsRestoredWithTheTimeThatWasLeft) {
+  addCheck(R"({"Name": "ttl", "TTL": "30s"})");
+  EXPECT_FALSE(runners.ttlRemaining("nope").has_value());
+  ASSERT_TRUE(runners.ttlUpdate("ttl", "passing", "alive"));
+  auto left = runners.ttlRemaining("ttl");
+  ASSERT_TRUE(left.has_value());
+  EXPECT_GT(*left, 29s);
+  EXPECT_LE(*left, 30s);
+  // As after an agent restart: the saved status comes back with 200 ms left, then expires.
+  addCheck(R"({"Name": "restored", "TTL": "30s"})");
+  runners.restoreTtl("restored", "passing", "saved", 200ms);
+  EXPECT_EQ(status("restored"), "passing");
+  EXPECT_EQ(output("restored"), "saved");
+  ASSERT_TRUE(reaches("restored", "critical", 2000ms));
+  // Nothing is restored with no time left, or onto a check that is not a TTL check.
+  addCheck(R"({"Name": "late", "TTL": "30s"})");
+  runners.restoreTtl("late", "passing", "", 0ms);
+  EXPECT_EQ(status("late"), "critical");
+}
+
 TEST_F(CheckRunnersTest, TtlUpdateErrors) {
   addCheck(R"({"Name": "ttl", "TTL": "30s"})");
   asio::ip::tcp::acceptor listener(io, {asio::ip::make_address("127.0.0.1"), 0});

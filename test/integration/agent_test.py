@@ -287,10 +287,13 @@ class AgentTestCase(ServerTestCase):
                                               "Check": {"CheckID": "keep-ttl", "TTL": "60s"},
                                               "Connect": {"SidecarService": {}}})
         a.put("/v1/agent/service/maintenance/keep?enable=true&reason=r")
+        a.put("/v1/agent/check/pass/keep-ttl?note=before")
         a.restart()
         self.assertEqual(sorted(a.get("/v1/agent/services").json()), ["keep", "keep-sidecar-proxy"])
         checks = a.get("/v1/agent/checks").json()
-        self.assertIn("keep-ttl", checks)
+        # A TTL check keeps its last status while its TTL (60 s) has not run out.
+        self.assertEqual((checks["keep-ttl"]["Status"], checks["keep-ttl"]["Output"]),
+                         ("passing", "before"))
         self.assertIn("_service_maintenance:keep", checks)
         wait_until(lambda: {"keep", "keep-sidecar-proxy"} <= set(self.server_services(a.node)), 10,
                    message="services after restart")
