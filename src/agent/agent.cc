@@ -170,10 +170,9 @@ int run(const AgentOptions& o) {
       return 2;
     }
   }
-  auto syncInterval = parseDuration(o.syncInterval);
-  if (!syncInterval || syncInterval->count() <= 0) {
-    std::fprintf(stderr, "taskmesh agent: -sync-interval: invalid duration \"%s\"\n",
-                 o.syncInterval.c_str());
+  auto syncInterval = parsePositiveDurationFlag("-sync-interval", o.syncInterval);
+  if (!syncInterval) {
+    std::fprintf(stderr, "taskmesh agent: %s\n", syncInterval.error().message.c_str());
     return 2;
   }
   std::error_code ec;
@@ -217,7 +216,7 @@ int run(const AgentOptions& o) {
   LocalState state(info.nodeName);
   CheckRunners runners(io, state, servers);
   AntiEntropyOptions aeo;
-  aeo.fullSyncInterval = std::chrono::duration_cast<std::chrono::milliseconds>(*syncInterval);
+  aeo.fullSyncInterval = *syncInterval;
   AntiEntropy sync(io, state, servers, node, aeo);
   DecodeOptions decodeOptions;
   decodeOptions.enableScriptChecks = o.enableScriptChecks;

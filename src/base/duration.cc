@@ -106,4 +106,16 @@ std::string formatDuration(std::chrono::nanoseconds d) {
   return sign + out;
 }
 
+Result<std::chrono::milliseconds> parsePositiveDurationFlag(std::string_view flag,
+                                                            std::string_view text) {
+  auto d = parseDuration(text);
+  if (!d)
+    return makeError(ErrorCode::kInvalidArgument, std::string(flag) + ": " + d.error().message);
+  if (d->count() <= 0) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     std::string(flag) + " must be positive, got \"" + std::string(text) + "\"");
+  }
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
 }  // namespace taskmesh

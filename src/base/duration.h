@@ -14,6 +14,11 @@ namespace taskmesh {
 // values are accepted (callers that need a positive value check it). Errors name the input.
 Result<std::chrono::nanoseconds> parseDuration(std::string_view text);
 
+// A command-line flag that must be a positive Go duration, in milliseconds. Errors name the
+// flag: "-timeout: time: invalid duration \"x\"", "-timeout must be positive, got \"0s\"".
+Result<std::chrono::milliseconds> parsePositiveDurationFlag(std::string_view flag,
+                                                            std::string_view text);
+
 // Formats like Go's Duration.String(): "1m30s", "250ms", "0s".
 std::string formatDuration(std::chrono::nanoseconds d);
 

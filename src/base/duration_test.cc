@@ -36,3 +36,22 @@ TEST(Duration, FormatsLikeGo) {
 
 }  // namespace
 }  // namespace taskmesh
+
+namespace taskmesh {
+namespace {
+
+TEST(PositiveDurationFlag, NamesTheFlagAndTheProblem) {
+  auto ok = parsePositiveDurationFlag("-timeout", "1.5s");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->count(), 1500);
+  auto zero = parsePositiveDurationFlag("-timeout", "0s");
+  ASSERT_FALSE(zero.has_value());
+  EXPECT_EQ(zero.error().message, "-timeout must be positive, got \"0s\"");
+  auto bad = parsePositiveDurationFlag("-sync-interval", "soon");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message.find("-sync-interval: "), std::string::npos);
+  EXPECT_NE(bad.error().message.find("invalid duration"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace taskmesh

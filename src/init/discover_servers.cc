@@ -204,15 +204,7 @@ Result<milliseconds> validate(const DiscoverServersOptions& o) {
                      "invalid -container \"" + o.container +
                          "\": use 1-255 letters, digits, hyphens and underscores");
   }
-  auto timeout = parseDuration(o.timeout);
-  if (!timeout) {
-    return makeError(ErrorCode::kInvalidArgument, "-timeout: " + timeout.error().message);
-  }
-  if (timeout->count() <= 0) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     "-timeout must be positive, got \"" + o.timeout + "\"");
-  }
-  return std::chrono::duration_cast<milliseconds>(*timeout);
+  return parsePositiveDurationFlag("-timeout", o.timeout);
 }
 
 std::string describeTarget(const DiscoverServersOptions& o) {

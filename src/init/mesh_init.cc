@@ -388,14 +388,8 @@ Result<Prepared> prepare(const MeshInitOptions& o, const MeshInitEnvironment& en
   if (!log::setLevel(o.logLevel)) {
     return makeError(ErrorCode::kInvalidArgument, "invalid -log-level \"" + o.logLevel + "\"");
   }
-  auto timeout = parseDuration(o.timeout);
-  if (!timeout) {
-    return makeError(ErrorCode::kInvalidArgument, "-timeout: " + timeout.error().message);
-  }
-  if (timeout->count() <= 0) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     "-timeout must be positive, got \"" + o.timeout + "\"");
-  }
+  auto timeout = parsePositiveDurationFlag("-timeout", o.timeout);
+  if (!timeout) return makeError(timeout.error());
   std::string source;
   auto text = configText(o, env, source);
   if (!text) return makeError(text.error());
@@ -415,8 +409,7 @@ Result<Prepared> prepare(const MeshInitOptions& o, const MeshInitEnvironment& en
     return makeError(ErrorCode::kInvalidArgument,
                      "ECS_CONTAINER_METADATA_URI_V4: " + url.error().message);
   }
-  return Prepared{std::move(*config), std::move(*agent),
-                  std::chrono::duration_cast<milliseconds>(*timeout)};
+  return Prepared{std::move(*config), std::move(*agent), *timeout};
 }
 
 struct Outcome {

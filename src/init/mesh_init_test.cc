@@ -202,7 +202,8 @@ TEST(MeshInitConfig, BadConfigsNameTheirField) {
        "proxy.publicListenerPort: 8080 is already used by service.port"},
       {"{" + svc + R"(},"proxy":{"config":"x"}})", R"(proxy.config: expected an object, got "x")"},
       {"{" + svc + R"(},"agentHttpAddr":5})", "agentHttpAddr: expected a non-empty string, got 5"},
-      {"{" + svc + R"(},"agentHttpAddr":"https://127.0.0.1:8501"})", "agentHttpAddr: the local agent speaks plain http"},
+      {"{" + svc + R"(},"agentHttpAddr":"https://127.0.0.1:8501"})",
+       "agentHttpAddr: the local agent speaks plain http"},
       {"{" + svc + R"(},"agentHttpAddr":"127.0.0.1:8500/v1"})",
        "agentHttpAddr: expected host:port or http://host:port"},
   };

@@ -128,12 +128,12 @@ int run(const ServerOptions& o) {
   for (auto [flag, text, out] :
        {std::tuple{"-node-failure-timeout", &o.nodeFailureTimeout, &lo.failureTimeout},
         std::tuple{"-reconnect-timeout", &o.reconnectTimeout, &lo.reconnectTimeout}}) {
-    auto d = parseDuration(*text);
-    if (!d || d->count() <= 0) {
-      std::fprintf(stderr, "taskmesh server: %s: invalid duration \"%s\"\n", flag, text->c_str());
+    auto d = parsePositiveDurationFlag(flag, *text);
+    if (!d) {
+      std::fprintf(stderr, "taskmesh server: %s\n", d.error().message.c_str());
       return 2;
     }
-    *out = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    *out = *d;
   }
   auto nodeId = loadOrCreateNodeId(o.dataDir);
   if (!nodeId) {
