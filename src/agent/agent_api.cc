@@ -6,7 +6,6 @@
 #include "api/codec.h"
 #include "api/fields.h"
 #include "api/http_api.h"
-#include "api/query.h"
 #include "base/duration.h"
 #include "base/json.h"
 #include "base/log.h"

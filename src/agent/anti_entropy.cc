@@ -112,7 +112,6 @@ Awaitable<void> AntiEntropy::loop() {
     }
     if (r) r = co_await syncChanges();
     if (r) {
-      ++syncs_;
       if (full) {
         synced_ = true;
         // Spread full syncs of many agents: interval plus up to 25% jitter.

@@ -49,7 +49,6 @@ class AntiEntropy {
   // Fully in sync with the servers at least once, and nothing pending now.
   bool inSync() const { return synced_ && state_.allInSync() && nodeInSync_; }
   bool joined() const { return joined_; }
-  uint64_t syncCount() const { return syncs_; }
 
  private:
   Awaitable<void> loop();
@@ -71,7 +70,6 @@ class AntiEntropy {
   bool synced_ = false;
   bool joined_ = false;
   bool stopped_ = false;
-  uint64_t syncs_ = 0;
 };
 
 }  // namespace taskmesh::agent

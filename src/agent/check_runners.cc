@@ -160,7 +160,6 @@ struct CheckRunners::Runner {
   asio::steady_timer timer;
   std::unique_ptr<net::HttpConnection> http;  // HTTP checks: one keep-alive connection
   bool stopped = false;
-  bool inFlight = false;
   uint64_t remoteIndex = 0;
 };
 
@@ -240,13 +239,11 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
   auto next = [this, weak, started](const std::string& status, std::string output) {
     auto live = weak.lock();
     if (!live || live->stopped) return;
-    live->inFlight = false;
     report(live, status, std::move(output));
     auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
     schedule(live, std::max(std::chrono::milliseconds(0), live->def.interval - elapsed));
   };
-  r->inFlight = true;
   switch (d.kind) {
     case CheckKind::kHttp: {
       net::HttpClientRequest req;
@@ -303,7 +300,6 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
                          [this, weak, service](Result<net::HttpClientResponse> resp) {
                            auto live = weak.lock();
                            if (!live || live->stopped) return;
-                           live->inFlight = false;
                            std::string status = store::kCritical;
                            std::string output;
                            bool ok = false;

@@ -86,7 +86,7 @@ class LocalState {
   void markAllOutOfSync();
   bool allInSync() const;
 
-  // Bumped on every service or check definition change (ContentHash blocking).
+  // Bumped on every service or check definition change (not on status changes).
   uint64_t version() const { return version_; }
 
  private:

@@ -43,7 +43,6 @@ class ServerLink {
   std::vector<std::string> addresses() const;
   // The server that answered last ("" before any answer).
   const std::string& current() const { return current_; }
-  bool hasAddresses() const { return !addresses().empty(); }
 
  private:
   struct Attempt;
