@@ -7,14 +7,20 @@
 
 namespace taskmesh {
 
-std::string randomUuid() {
+std::string randomHex(size_t chars) {
   std::random_device rd;
   std::string hex;
-  for (int i = 0; i < 4; ++i) {
+  while (hex.size() < chars) {
     char buf[9];
     std::snprintf(buf, sizeof buf, "%08x", rd());
     hex += buf;
   }
+  hex.resize(chars);
+  return hex;
+}
+
+std::string randomUuid() {
+  std::string hex = randomHex(32);
   return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
          hex.substr(16, 4) + "-" + hex.substr(20, 12);
 }

@@ -2,6 +2,7 @@
 // dispatches to each module's run().
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "init/discover_servers.h"
 #include "init/mesh_init.h"
 #include "init/net_dial.h"
+#include "runtime/ecs_command.h"
 #include "server/server.h"
 
 namespace {
@@ -126,6 +128,38 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   // ---- end mesh-init ----
 
+  taskmesh::runtime::RuntimeOptions ecs;
+  auto* ecsCmd = app.add_subcommand(
+      "ecs", "Run the local ECS-compatible runtime (runc containers, a network namespace per task)");
+  ecsCmd->require_subcommand(0, 1);
+  ecsCmd->add_option("--data-dir", ecs.dataDir, "Directory for the runtime's state, logs, bundles");
+  ecsCmd->add_option("--api-addr", ecs.apiAddr, "ECS API address")->capture_default_str();
+  ecsCmd->add_option("--region", ecs.region, "Region in ARNs")->capture_default_str();
+  ecsCmd->add_option("--account-id", ecs.accountId, "Account in ARNs")->capture_default_str();
+  ecsCmd->add_option("--subnet", ecs.subnet, "Task IPs come from this CIDR")->capture_default_str();
+  ecsCmd->add_option("--bridge", ecs.bridge, "Name of the tasks' bridge")->capture_default_str();
+  ecsCmd->add_option("--metadata-port", ecs.metadataPort,
+                     "Port of the task metadata endpoint on the bridge's gateway address")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  ecsCmd->add_option("--stop-timeout", ecs.stopTimeoutSeconds,
+                     "Seconds from SIGTERM to SIGKILL for containers without stopTimeout")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600));
+  ecsCmd->add_option("--log-level", ecs.logLevel, "trace, debug, info, warn, err")
+      ->capture_default_str();
+  std::string ecsClientAddr = "127.0.0.1:4566", ecsTask, ecsContainer;
+  auto* ecsLogsCmd = ecsCmd->add_subcommand("logs", "Print a container's stdout and stderr");
+  ecsLogsCmd->add_option("task", ecsTask, "Task id or ARN")->required();
+  ecsLogsCmd->add_option("container", ecsContainer, "Container name")->required();
+  ecsLogsCmd->add_option("--api-addr", ecsClientAddr, "The runtime's API address")
+      ->capture_default_str();
+  auto* ecsTimelineCmd =
+      ecsCmd->add_subcommand("timeline", "Print every transition of a task and its containers");
+  ecsTimelineCmd->add_option("task", ecsTask, "Task id or ARN")->required();
+  ecsTimelineCmd->add_option("--api-addr", ecsClientAddr, "The runtime's API address")
+      ->capture_default_str();
+
   std::vector<std::string> args = normaliseFlags(argc, argv);
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
@@ -133,6 +167,15 @@ int main(int argc, char** argv) {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (ecsLogsCmd->parsed()) return taskmesh::runtime::printLogs(ecsClientAddr, ecsTask, ecsContainer);
+  if (ecsTimelineCmd->parsed()) return taskmesh::runtime::printTimeline(ecsClientAddr, ecsTask);
+  if (ecsCmd->parsed()) {
+    if (ecs.dataDir.empty()) {
+      std::fprintf(stderr, "taskmesh ecs: -data-dir is required\n");
+      return 2;
+    }
+    return taskmesh::runtime::runEcs(ecs);
   }
   if (serverCmd->parsed()) return taskmesh::server::run(server);
   if (agentCmd->parsed()) return taskmesh::agent::run(agent);

@@ -1,5 +1,7 @@
 #include "net/http_server.h"
 
+#include <netinet/in.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -190,6 +192,9 @@ Result<uint16_t> HttpServer::listen(const std::string& address) {
   auto& acc = impl_->acceptor;
   acc.open(ep.protocol(), ec);
   if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && impl_->options.freeBind) {
+    acc.set_option(asio::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>(true), ec);
+  }
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {

@@ -26,6 +26,9 @@ struct HttpServerOptions {
   std::chrono::milliseconds readTimeout{30000};
   std::chrono::milliseconds idleTimeout{75000};
   std::chrono::milliseconds writeTimeout{30000};
+  // Bind even if the address is not (yet) configured on any interface (IP_FREEBIND): the
+  // local ECS runtime listens on its bridge's gateway address before the bridge exists.
+  bool freeBind = false;
 };
 
 class HttpServer {
