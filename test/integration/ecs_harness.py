@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 from harness import HOST, START_TIMEOUT, binary, free_port, wait_until
@@ -82,7 +83,7 @@ class EcsRuntime:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"taskmesh ecs exited {self.proc.returncode}:\n"
                                    f"{self.log_tail()}")
-            return self.aws("list-clusters", timeout=5)
+            return self.aws("list-clusters", timeout=30)
 
         wait_until(ready, START_TIMEOUT, interval=0.1, message="taskmesh ecs to answer")
         return self
@@ -107,7 +108,15 @@ class EcsRuntime:
             proc.wait(10)
 
     def cleanup(self):
+        """Stops the runtime. After a kill -9 its containers still run: a start on the same
+        data dir removes them (the runtime's own orphan cleanup) before the data is deleted
+        (deleting a live container's rootfs would unmount its /usr under it)."""
         self.stop()
+        if self.port and self.leftovers():
+            try:
+                self.start()
+            finally:
+                self.stop()
         if os.path.exists(f"/sys/class/net/{self.bridge}"):
             subprocess.run(["ip", "link", "del", self.bridge], check=False)
         if not os.environ.get("TASKMESH_KEEP_DATA"):
@@ -152,8 +161,23 @@ class EcsRuntime:
         for arn in arns:
             self.wait_status(arn, "STOPPED", timeout)
 
+    def api(self, operation, body):
+        """One ECS API call over plain HTTP, for polling loops (the AWS CLI costs about a
+        second of CPU per call; every operation is also exercised through the CLI)."""
+        req = urllib.request.Request(
+            f"http://{HOST}:{self.port}/", data=json.dumps(body).encode(), method="POST",
+            headers={"X-Amz-Target": f"AmazonEC2ContainerServiceV20141113.{operation}",
+                     "Content-Type": "application/x-amz-json-1.1"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            err = json.loads(e.read() or b"{}")
+            raise AwsError(254, f"An error occurred ({err.get('__type')}) when calling the "
+                                f"{operation} operation: {err.get('message')}") from None
+
     def task(self, arn):
-        out = self.aws("describe-tasks", "--tasks", arn, "--include", "TAGS")
+        out = self.api("DescribeTasks", {"tasks": [arn], "include": ["TAGS"]})
         assert out["tasks"], out
         return out["tasks"][0]
 

@@ -46,11 +46,9 @@ class EcsTestCase(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("taskmesh ecs needs root (runc, network namespaces)")
-        cls.ecs = EcsRuntime().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ecs.cleanup()
+        cls.ecs = EcsRuntime()
+        cls.addClassCleanup(cls.ecs.cleanup)  # also runs when start() fails
+        cls.ecs.start()
 
     def tearDown(self):
         self.ecs.stop_all()
@@ -375,10 +373,10 @@ class LifecycleTest(EcsTestCase):
 
 class ServiceTest(EcsTestCase):
     def running(self, service, revision=None):
-        arns = self.ecs.aws("list-tasks", "--service-name", service)["taskArns"]
+        arns = self.ecs.api("ListTasks", {"serviceName": service})["taskArns"]
         if not arns:
             return []
-        tasks = self.ecs.aws("describe-tasks", "--tasks", *arns)["tasks"]
+        tasks = self.ecs.api("DescribeTasks", {"tasks": arns})["tasks"]
         return [t for t in tasks if t["lastStatus"] == "RUNNING" and
                 (revision is None or t["taskDefinitionArn"].endswith(f":{revision}"))]
 
@@ -402,9 +400,9 @@ class ServiceTest(EcsTestCase):
         peak = [0]
 
         def rolled():
-            arns = ecs.aws("list-tasks", "--service-name", "web")["taskArns"]
+            arns = ecs.api("ListTasks", {"serviceName": "web"})["taskArns"]
             peak[0] = max(peak[0], len(arns))
-            svc = ecs.aws("describe-services", "--services", "web")["services"][0]
+            svc = ecs.api("DescribeServices", {"services": ["web"]})["services"][0]
             return (len(self.running("web", 2)) == 2 and len(svc["deployments"]) == 1 and
                     svc["deployments"][0]["rolloutState"] == "COMPLETED" and svc)
 
@@ -415,14 +413,17 @@ class ServiceTest(EcsTestCase):
         self.assertTrue(any("steady state" in e["message"] for e in svc["events"]))
         stopped = ecs.aws("list-tasks", "--service-name", "web", "--desired-status",
                           "STOPPED")["taskArns"]
+        self.assertTrue(ecs.aws("describe-tasks", "--tasks", *stopped[:3])["tasks"])
         self.assertGreaterEqual(len(stopped), 3)
         # Scale to zero and delete.
         self.assertAwsError("InvalidParameterException", ecs.aws, "delete-service",
                             "--service", "web", contains="scaled above 0")
         ecs.aws("update-service", "--service", "web", "--desired-count", "0")
         ecs.aws("delete-service", "--service", "web")
-        wait_until(lambda: ecs.aws("describe-services", "--services", "web")["services"][0]
+        wait_until(lambda: ecs.api("DescribeServices", {"services": ["web"]})["services"][0]
                    ["status"] == "INACTIVE", 60, 0.3, message="INACTIVE")
+        self.assertEqual(ecs.aws("describe-services", "--services", "web")["services"][0]
+                         ["status"], "INACTIVE")
         self.assertNotIn("web", " ".join(ecs.aws("list-services")["serviceArns"]))
         self.assertNoLeftovers()
 
@@ -444,7 +445,7 @@ class ServiceTest(EcsTestCase):
                             if t["taskArn"] != first["taskArn"]], 60, 0.3,
                    message="a replacement")
         ecs.aws("delete-service", "--service", "flaky", "--force")
-        wait_until(lambda: not ecs.aws("list-tasks", "--service-name", "flaky")["taskArns"], 60,
+        wait_until(lambda: not ecs.api("ListTasks", {"serviceName": "flaky"})["taskArns"], 60,
                    0.3, message="tasks gone")
         self.assertNoLeftovers()
 
