@@ -100,17 +100,13 @@ void TaskRunner::onNetworkReady(Result<TaskAttachment> attachment) {
   t.attachmentStatus = "ATTACHED";
   note("task", "NETWORK_ATTACHED", attachment->ipv4 + " " + attachment->netnsPath);
   netnsPath_ = attachment->netnsPath;
-  if (t.desiredStatus == "STOPPED") {
-    advance();
-    return;
-  }
   t.pullStartedAt = nowSeconds();
   note("task", "PENDING");
   t.lastStatus = "PENDING";
   // The "host" image is the host's own /usr and /etc: there is nothing to pull.
   t.pullStoppedAt = nowSeconds();
   touched();
-  advance();
+  advance();  // starts containers, or (StopTask came during PROVISIONING) stops the task
 }
 
 void TaskRunner::advance() {

@@ -342,6 +342,19 @@ class LifecycleTest(EcsTestCase):
         ecs.wait_status(server, "STOPPED", timeout=60)
         self.assertNoLeftovers()
 
+    def test_stop_while_provisioning(self):
+        ecs = self.ecs
+        ecs.register({"family": "quickstop", "containerDefinitions": [container("a", idle())]})
+        out = ecs.api("RunTask", {"taskDefinition": "quickstop", "networkConfiguration": {
+            "awsvpcConfiguration": {"subnets": ["s"]}}})
+        arn = out["tasks"][0]["taskArn"]
+        self.assertEqual(out["tasks"][0]["lastStatus"], "PROVISIONING")
+        ecs.api("StopTask", {"task": arn})  # while its network is being set up
+        task = ecs.wait_status(arn, "STOPPED", timeout=60)
+        self.assertEqual(task["stopCode"], "UserInitiated")
+        self.assertNotIn("exitCode", task["containers"][0], "the container never started")
+        self.assertNoLeftovers()
+
     def test_container_settings(self):
         ecs = self.ecs
         ecs.register({"family": "settings", "containerDefinitions": [
