@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
 
   taskmesh::runtime::RuntimeOptions ecs;
   auto* ecsCmd = app.add_subcommand(
-      "ecs", "Run the local ECS-compatible runtime (runc containers, a network namespace per task)");
+      "ecs",
+      "Run the local ECS-compatible runtime (runc containers, a network namespace per task)");
   ecsCmd->require_subcommand(0, 1);
   ecsCmd->add_option("--data-dir", ecs.dataDir, "Directory for the runtime's state, logs, bundles");
   ecsCmd->add_option("--api-addr", ecs.apiAddr, "ECS API address")->capture_default_str();
@@ -138,12 +139,14 @@ int main(int argc, char** argv) {
   ecsCmd->add_option("--account-id", ecs.accountId, "Account in ARNs")->capture_default_str();
   ecsCmd->add_option("--subnet", ecs.subnet, "Task IPs come from this CIDR")->capture_default_str();
   ecsCmd->add_option("--bridge", ecs.bridge, "Name of the tasks' bridge")->capture_default_str();
-  ecsCmd->add_option("--metadata-port", ecs.metadataPort,
-                     "Port of the task metadata endpoint on the bridge's gateway address")
+  ecsCmd
+      ->add_option("--metadata-port", ecs.metadataPort,
+                   "Port of the task metadata endpoint on the bridge's gateway address")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
-  ecsCmd->add_option("--stop-timeout", ecs.stopTimeoutSeconds,
-                     "Seconds from SIGTERM to SIGKILL for containers without stopTimeout")
+  ecsCmd
+      ->add_option("--stop-timeout", ecs.stopTimeoutSeconds,
+                   "Seconds from SIGTERM to SIGKILL for containers without stopTimeout")
       ->capture_default_str()
       ->check(CLI::Range(1, 600));
   ecsCmd->add_option("--log-level", ecs.logLevel, "trace, debug, info, warn, err")
@@ -168,7 +171,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (ecsLogsCmd->parsed()) return taskmesh::runtime::printLogs(ecsClientAddr, ecsTask, ecsContainer);
+  if (ecsLogsCmd->parsed())
+    return taskmesh::runtime::printLogs(ecsClientAddr, ecsTask, ecsContainer);
   if (ecsTimelineCmd->parsed()) return taskmesh::runtime::printTimeline(ecsClientAddr, ecsTask);
   if (ecsCmd->parsed()) {
     if (ecs.dataDir.empty()) {

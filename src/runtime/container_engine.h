@@ -25,8 +25,8 @@ struct BindMount {
 // Everything needed to create and start one container. The image is always the local
 // "host" image: a rootfs that binds the host's /usr and /etc read-only.
 struct ContainerSpec {
-  std::string id;         // unique, [A-Za-z0-9_.-]; the runc container id
-  std::string bundleDir;  // created by the engine; holds config.json and the rootfs
+  std::string id;                 // unique, [A-Za-z0-9_.-]; the runc container id
+  std::string bundleDir;          // created by the engine; holds config.json and the rootfs
   std::vector<std::string> args;  // entryPoint + command, already resolved; never empty
   std::vector<std::string> env;   // "NAME=value"
   std::string cwd = "/";
@@ -40,9 +40,9 @@ struct ContainerSpec {
 };
 
 struct ExecResult {
-  int exitCode = -1;    // the command's exit code; 128+N when killed by signal N
+  int exitCode = -1;  // the command's exit code; 128+N when killed by signal N
   bool timedOut = false;
-  std::string output;   // stdout+stderr, at most 4 KiB (the tail is kept)
+  std::string output;  // stdout+stderr, at most 4 KiB (the tail is kept)
 };
 
 class ContainerEngine {
@@ -62,8 +62,7 @@ class ContainerEngine {
   // Runs `args` inside the running container (for health checks). A run longer than
   // `timeout` is killed and reported with timedOut = true.
   virtual void exec(const std::string& id, const std::vector<std::string>& args,
-                    std::chrono::milliseconds timeout,
-                    std::function<void(ExecResult)> done) = 0;
+                    std::chrono::milliseconds timeout, std::function<void(ExecResult)> done) = 0;
 
   // Deletes a container that has exited: its runc state and its bundle directory. Killing
   // first if it is still running. `done` gets an error only if something could not be removed.

@@ -75,9 +75,8 @@ Result<std::vector<BindMount>> mountsOf(const ContainerSpecInputs& in,
       return makeError(ErrorCode::kInvalidArgument,
                        "container " + def.name + ": unknown volume " + mp.sourceVolume);
     }
-    std::string source = vol->hostSourcePath.empty()
-                             ? in.taskDir + "/volumes/" + vol->name
-                             : vol->hostSourcePath;
+    std::string source =
+        vol->hostSourcePath.empty() ? in.taskDir + "/volumes/" + vol->name : vol->hostSourcePath;
     std::error_code ec;
     std::filesystem::create_directories(source, ec);
     if (ec) {
@@ -142,8 +141,9 @@ Result<ContainerSpec> makeContainerSpec(const ContainerSpecInputs& in) {
   spec.env = environment(in, ov);
   spec.cwd = def.workingDirectory.empty() ? "/" : def.workingDirectory;
   auto ids = resolveUser(def.user);
-  if (!ids) return makeError(ErrorCode::kInvalidArgument,
-                             "container " + def.name + ": " + ids.error().message);
+  if (!ids)
+    return makeError(ErrorCode::kInvalidArgument,
+                     "container " + def.name + ": " + ids.error().message);
   spec.uid = ids->first;
   spec.gid = ids->second;
   spec.readonlyRootfs = def.readonlyRootFilesystem;

@@ -17,10 +17,10 @@ namespace taskmesh::runtime {
 struct ContainerSpecInputs {
   const TaskRecord& task;
   const ecs::TaskDefinition& definition;
-  size_t index;                 // into definition.containers and task.containers
+  size_t index;  // into definition.containers and task.containers
   std::string netnsPath;
-  std::string taskDir;          // volumes live in <taskDir>/volumes/<name>
-  std::string bundlesDir;       // the container's bundle is <bundlesDir>/<runtimeId>
+  std::string taskDir;     // volumes live in <taskDir>/volumes/<name>
+  std::string bundlesDir;  // the container's bundle is <bundlesDir>/<runtimeId>
   std::string logPath;
   std::string metadataBaseUrl;  // "http://<gateway>:<port>/v4/"
   std::string region;

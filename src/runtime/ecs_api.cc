@@ -27,7 +27,8 @@ ecs::ApiResult<Page> paginate(const std::vector<std::string>& items, const Param
   }
   Page page;
   size_t end = std::min(items.size(), offset + static_cast<size_t>(max));
-  page.items.assign(items.begin() + static_cast<long>(offset), items.begin() + static_cast<long>(end));
+  page.items.assign(items.begin() + static_cast<long>(offset),
+                    items.begin() + static_cast<long>(end));
   if (end < items.size()) page.nextToken = std::to_string(end);
   return page;
 }
@@ -159,8 +160,7 @@ ecs::ApiResult<json> registerTaskDefinition(Runtime& rt, const json& body) {
                            .document = parsed->document,
                            .tags = parsed->tags};
   auto& stored = rt.registry().addTaskDefinition(std::move(rec));
-  return json{{"taskDefinition", taskDefinitionJson(rt.registry(), stored)},
-              {"tags", stored.tags}};
+  return json{{"taskDefinition", taskDefinitionJson(rt.registry(), stored)}, {"tags", stored.tags}};
 }
 
 ecs::ApiResult<TaskDefinitionRecord*> findTaskDefinition(Runtime& rt, const Params& p) {
@@ -180,8 +180,9 @@ ecs::ApiResult<json> describeTaskDefinition(Runtime& rt, const Params& p) {
 ecs::ApiResult<json> deregisterTaskDefinition(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto ref, p.str("taskDefinition", true));
   if (lastArnSegment(ref).find(':') == std::string::npos) {
-    return ecs::clientError("The specified task definition identifier is invalid. Specify a "
-                            "valid name or ARN and revision.");
+    return ecs::clientError(
+        "The specified task definition identifier is invalid. Specify a "
+        "valid name or ARN and revision.");
   }
   auto* d = rt.registry().taskDefinition(ref);
   if (!d) return ecs::clientError("The specified task definition does not exist.");
@@ -294,9 +295,9 @@ net::HttpResponse EcsApi::handleOperation(const net::HttpRequest& request) {
   }
   auto body = parseJsonBounded(request.body.empty() ? "{}" : request.body);
   if (!body || !body->is_object()) {
-    return errorResponse({"SerializationException",
-                          "the request body is not a JSON object: " +
-                              (body ? std::string("wrong type") : body.error().message)});
+    return errorResponse(
+        {"SerializationException", "the request body is not a JSON object: " +
+                                       (body ? std::string("wrong type") : body.error().message)});
   }
   auto result = it->second(runtime_, *body);
   if (!result) {

@@ -110,8 +110,9 @@ ecs::ApiResult<Json> runTask(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto group, p.str("group"));
   TM_ECS_TRY(auto startedBy, p.str("startedBy"));
   if (!startedBy.empty() && !validName(startedBy, 36)) {
-    return ecs::invalidParameter("startedBy must be up to 36 letters, numbers, hyphens and "
-                                 "underscores.");
+    return ecs::invalidParameter(
+        "startedBy must be up to 36 letters, numbers, hyphens and "
+        "underscores.");
   }
   TM_ECS_TRY(auto lt, launchType(p));
   TM_ECS_TRY(auto ov, overrides(p, *def));
@@ -206,8 +207,9 @@ ecs::ApiResult<Json> createService(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto* cluster, detail::requireCluster(rt.registry(), p));
   TM_ECS_TRY(auto name, p.str("serviceName", true));
   if (!validName(name, 255)) {
-    return ecs::invalidParameter("serviceName can contain only letters, numbers, hyphens and "
-                                 "underscores, up to 255.");
+    return ecs::invalidParameter(
+        "serviceName can contain only letters, numbers, hyphens and "
+        "underscores, up to 255.");
   }
   auto* existing = rt.registry().service(cluster->name, name);
   if (existing && existing->status != "INACTIVE") {
@@ -312,7 +314,8 @@ ecs::ApiResult<Json> describeServices(Runtime& rt, const Params& p) {
     if (auto* s = rt.registry().service(cluster->name, n)) {
       out["services"].push_back(serviceJson(rt.registry(), *s, tags));
     } else {
-      std::string arn = n.rfind("arn:", 0) == 0 ? n : rt.registry().arns().service(cluster->name, n);
+      std::string arn =
+          n.rfind("arn:", 0) == 0 ? n : rt.registry().arns().service(cluster->name, n);
       out["failures"].push_back({{"arn", arn}, {"reason", "MISSING"}});
     }
   }

@@ -45,14 +45,14 @@ Result<Drivers> openDrivers(asio::io_context& io, const RuntimeOptions& o) {
   if (!sup) return makeError(sup.error());
   d.supervisor = std::move(*sup);
   auto engine = RuncEngine::create(
-      io, *d.supervisor, RuncEngineOptions{.root = o.dataDir + "/runc",
-                                           .bundlesDir = o.dataDir + "/bundles"});
+      io, *d.supervisor,
+      RuncEngineOptions{.root = o.dataDir + "/runc", .bundlesDir = o.dataDir + "/bundles"});
   if (!engine) return makeError(engine.error());
   d.engine = std::move(*engine);
-  auto net = CniNetwork::create(io, *d.supervisor,
-                                CniNetworkOptions{.dataDir = o.dataDir + "/network",
-                                                  .bridgeName = o.bridge,
-                                                  .subnet = o.subnet});
+  auto net = CniNetwork::create(
+      io, *d.supervisor,
+      CniNetworkOptions{
+          .dataDir = o.dataDir + "/network", .bridgeName = o.bridge, .subnet = o.subnet});
   if (!net) return makeError(net.error());
   d.network = std::move(*net);
   auto containers = d.engine->removeOrphans();
@@ -138,8 +138,8 @@ int printLogs(const std::string& apiAddr, const std::string& task, const std::st
 }
 
 int printTimeline(const std::string& apiAddr, const std::string& task) {
-  auto body = getInternal(apiAddr,
-                          "/taskmesh/v1/tasks/" + net::percentEncodePathSegment(task) + "/timeline");
+  auto body = getInternal(
+      apiAddr, "/taskmesh/v1/tasks/" + net::percentEncodePathSegment(task) + "/timeline");
   if (!body) return fail("timeline", body.error());
   auto doc = parseJsonBounded(*body);
   if (!doc || !doc->is_object()) {

@@ -45,7 +45,8 @@ class Params {
   }
   ecs::ApiResult<bool> boolean(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
-    if (!body_[key].is_boolean()) return ecs::invalidParameter(std::string(key) + " must be a boolean.");
+    if (!body_[key].is_boolean())
+      return ecs::invalidParameter(std::string(key) + " must be a boolean.");
     return body_[key].get<bool>();
   }
   ecs::ApiResult<std::vector<std::string>> strings(const char* key, bool required = false) const {

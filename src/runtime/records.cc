@@ -8,9 +8,7 @@
 namespace nlohmann {
 template <>
 struct adl_serializer<std::optional<int>> {
-  static void to_json(json& j, const std::optional<int>& v) {
-    j = v ? json(*v) : json(nullptr);
-  }
+  static void to_json(json& j, const std::optional<int>& v) { j = v ? json(*v) : json(nullptr); }
   static void from_json(const json& j, std::optional<int>& v) {
     v = j.is_null() ? std::nullopt : std::optional<int>(j.get<int>());
   }
@@ -23,26 +21,27 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ClusterRecord, name, status, cre
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TaskDefinitionRecord, family, revision, status,
                                                 registeredAt, deregisteredAt, document, tags)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TimelineEvent, at, subject, event, detail)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerRecord, name, runtimeId, uuid,
-                                                metadataId, essential, lastStatus, desiredStatus,
-                                                exitCode, reason, hasHealthCheck, healthStatus,
-                                                healthSince, healthExitCode, healthOutput,
-                                                createdAt, startedAt, finishedAt, pid)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerRecord, name, runtimeId, uuid, metadataId,
+                                                essential, lastStatus, desiredStatus, exitCode,
+                                                reason, hasHealthCheck, healthStatus, healthSince,
+                                                healthExitCode, healthOutput, createdAt, startedAt,
+                                                finishedAt, pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     TaskRecord, id, cluster, family, revision, group, startedBy, serviceName, launchType,
     lastStatus, desiredStatus, healthStatus, stopCode, stoppedReason, version, createdAt,
     pullStartedAt, pullStoppedAt, startedAt, stoppingAt, executionStoppedAt, stoppedAt,
-    connectivityAt, attachmentId, attachmentStatus, subnetId, ipv4, macAddress, gateway,
-    subnetCidr, overrides, tags, containers, timeline)
+    connectivityAt, attachmentId, attachmentStatus, subnetId, ipv4, macAddress, gateway, subnetCidr,
+    overrides, tags, containers, timeline)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeploymentRecord, id, status, taskDefinitionArn,
                                                 family, revision, desiredCount, failedTasks,
                                                 rolloutState, rolloutStateReason, createdAt,
                                                 updatedAt)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceEvent, id, createdAt, message)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
-    ServiceRecord, name, cluster, status, family, revision, desiredCount, maximumPercent,
-    minimumHealthyPercent, launchType, propagateTags, networkConfiguration, tags, createdAt,
-    deployments, events, consecutiveFailedStarts, nextLaunchAt)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceRecord, name, cluster, status, family,
+                                                revision, desiredCount, maximumPercent,
+                                                minimumHealthyPercent, launchType, propagateTags,
+                                                networkConfiguration, tags, createdAt, deployments,
+                                                events, consecutiveFailedStarts, nextLaunchAt)
 
 ContainerRecord* TaskRecord::container(const std::string& name) {
   for (auto& c : containers) {

@@ -97,7 +97,7 @@ struct TaskRecord {
 };
 
 struct DeploymentRecord {
-  std::string id;  // "ecs-svc/<19 digits>"
+  std::string id;                  // "ecs-svc/<19 digits>"
   std::string status = "PRIMARY";  // PRIMARY | ACTIVE | INACTIVE
   std::string taskDefinitionArn;
   std::string family;

@@ -59,9 +59,8 @@ Result<void> Registry::load() {
   if (!doc) return makeError(ErrorCode::kInvalidArgument, path + ": " + doc.error().message);
   try {
     if (doc->value("version", 0) != kStateVersion) {
-      return makeError(ErrorCode::kInvalidArgument,
-                       path + ": unsupported state version (want " +
-                           std::to_string(kStateVersion) + ")");
+      return makeError(ErrorCode::kInvalidArgument, path + ": unsupported state version (want " +
+                                                        std::to_string(kStateVersion) + ")");
     }
     for (const auto& j : doc->at("clusters")) {
       ClusterRecord c;

@@ -35,7 +35,7 @@ struct RuntimeOptions {
   std::string subnet = "198.18.0.0/16";
   std::string bridge = "tmecs0";
   int metadataPort = 51679;
-  int stopTimeoutSeconds = 30;       // a container's stopTimeout when it sets none
+  int stopTimeoutSeconds = 30;         // a container's stopTimeout when it sets none
   double stoppedTaskRetention = 3600;  // seconds a STOPPED task stays visible
   size_t maxStoppedTasks = 1000;
   std::string logLevel = "info";

@@ -49,8 +49,8 @@ DeploymentRecord ServiceScheduler::newDeployment(const ServiceRecord& s, const s
 }
 
 void ServiceScheduler::addEvent(ServiceRecord& s, const std::string& message, double now) {
-  std::string id = std::to_string(static_cast<long long>(now * 1000)) + "-" +
-                   std::to_string(s.events.size());
+  std::string id =
+      std::to_string(static_cast<long long>(now * 1000)) + "-" + std::to_string(s.events.size());
   s.events.insert(s.events.begin(), ServiceEvent{id, now, "(service " + s.name + ") " + message});
   if (s.events.size() > kMaxEvents) s.events.resize(kMaxEvents);
 }
@@ -60,7 +60,9 @@ void ServiceScheduler::onTaskChanged(const std::string& taskId) {
   if (t && !t->serviceName.empty()) noteTaskOutcome(*t, nowSeconds());
   if (reconcilePending_) return;
   reconcilePending_ = true;
-  asio::post(runtime_.registry().io(), [this] { reconcileAll(); });
+  asio::post(runtime_.registry().io(), [this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.lock()) reconcileAll();
+  });
 }
 
 // Throttling: a task that stopped without ever running counts as a failed start; one that
@@ -73,7 +75,8 @@ void ServiceScheduler::noteTaskOutcome(const TaskRecord& t, double now) {
     s->nextLaunchAt = 0;
     return;
   }
-  if (!t.stopped() || t.startedAt > 0 || t.stopCode == "UserInitiated" || t.stopCode == "ServiceSchedulerInitiated") {
+  if (!t.stopped() || t.startedAt > 0 || t.stopCode == "UserInitiated" ||
+      t.stopCode == "ServiceSchedulerInitiated") {
     return;
   }
   for (auto& d : s->deployments) {
@@ -121,8 +124,7 @@ void ServiceScheduler::launch(ServiceRecord& s, int count, double now) {
     return;
   }
   if (s.consecutiveFailedStarts > 0) s.nextLaunchAt = now;  // one at a time while throttled
-  addEvent(s, "has started " + std::to_string(ids->size()) + " tasks:" + taskList(*ids) + ".",
-           now);
+  addEvent(s, "has started " + std::to_string(ids->size()) + " tasks:" + taskList(*ids) + ".", now);
 }
 
 void ServiceScheduler::reconcile(ServiceRecord& s, double now) {
@@ -144,7 +146,7 @@ void ServiceScheduler::reconcile(ServiceRecord& s, double now) {
     }
   }
   std::vector<TaskRecord*> active, primaryActive, oldActive;
-  const auto& primaryId = s.deployments.front().id;
+  const std::string primaryId = s.deployments.front().id;  // a copy: deployments change below
   for (auto* t : live) {
     if (t->desiredStatus != "RUNNING") continue;
     active.push_back(t);
@@ -187,8 +189,10 @@ void ServiceScheduler::reconcile(ServiceRecord& s, double now) {
   }
   if (!stopped.empty()) {
     modified = true;
-    addEvent(s, "has stopped " + std::to_string(stopped.size()) + " running tasks:" +
-                    taskList(stopped) + ".", now);
+    addEvent(s,
+             "has stopped " + std::to_string(stopped.size()) +
+                 " running tasks:" + taskList(stopped) + ".",
+             now);
   }
   // Deployment bookkeeping.
   std::vector<DeploymentRecord> kept;

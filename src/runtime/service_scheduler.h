@@ -5,6 +5,9 @@
 // Tasks that stop before reaching RUNNING slow further launches down (doubling from 5 s, at
 // most 15 min), as ECS's throttle does; a new deployment resets it.
 //
+// maximumPercent bounds the tasks whose desired status is RUNNING (ECS: tasks "in the RUNNING
+// or PENDING state"); a retired task that is still stopping does not count.
+//
 // A service's tasks carry startedBy = the deployment id ("ecs-svc/<digits>") and
 // group = "service:<name>". deployments[0] is PRIMARY; older ones are ACTIVE until their last
 // task has stopped, then dropped.
@@ -12,6 +15,7 @@
 // Thread: the runtime's io_context thread. Reconciliation never runs inside a runner's
 // callback: onTaskChanged() only schedules it.
 
+#include <memory>
 #include <string>
 
 #include "runtime/records.h"
@@ -44,6 +48,8 @@ class ServiceScheduler {
 
   Runtime& runtime_;
   bool reconcilePending_ = false;
+  // Posted work holds a weak_ptr to this: it does nothing once the scheduler is gone.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace taskmesh::runtime

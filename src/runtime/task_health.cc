@@ -20,7 +20,6 @@ std::vector<std::string> probeArgs(const std::vector<std::string>& command) {
 
 }  // namespace
 
-
 void TaskRunner::scheduleProbe(size_t index, int delaySeconds) {
   auto& run = *runs_[index];
   run.healthTimer.expires_after(std::chrono::seconds(delaySeconds));
@@ -50,9 +49,9 @@ void TaskRunner::onProbe(size_t index, const ExecResult& result) {
   double now = nowSeconds();
   bool passed = result.exitCode == 0 && !result.timedOut;
   c.healthExitCode = result.exitCode;
-  c.healthOutput = result.timedOut ? "health check timed out after " +
-                                         std::to_string(hc.timeout) + "s"
-                                   : result.output.substr(0, 1024);
+  c.healthOutput = result.timedOut
+                       ? "health check timed out after " + std::to_string(hc.timeout) + "s"
+                       : result.output.substr(0, 1024);
   std::string previous = c.healthStatus;
   if (passed) {
     run.everHealthy = true;

@@ -15,12 +15,12 @@
 namespace taskmesh::runtime {
 
 struct TaskAttachment {
-  std::string netnsPath;    // bind-mounted namespace file, e.g. /var/run/netns/tm-<taskid>
-  std::string ipv4;         // "198.18.0.5"
-  std::string prefixLength; // "16"
-  std::string gateway;      // "198.18.0.1"
-  std::string macAddress;   // of eth0 inside the namespace
-  std::string subnetCidr;   // "198.18.0.0/16"
+  std::string netnsPath;     // bind-mounted namespace file, e.g. /var/run/netns/tm-<taskid>
+  std::string ipv4;          // "198.18.0.5"
+  std::string prefixLength;  // "16"
+  std::string gateway;       // "198.18.0.1"
+  std::string macAddress;    // of eth0 inside the namespace
+  std::string subnetCidr;    // "198.18.0.0/16"
 };
 
 class TaskNetwork {

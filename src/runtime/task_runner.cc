@@ -19,7 +19,6 @@ std::string exitDetail(int code) {
 
 }  // namespace
 
-
 TaskRunner::TaskRunner(TaskRunnerContext& ctx, std::string taskId, ecs::TaskDefinition definition)
     : ctx_(ctx), taskId_(std::move(taskId)), definition_(std::move(definition)) {
   for (size_t i = 0; i < definition_.containers.size(); ++i) {
@@ -314,28 +313,23 @@ void TaskRunner::advanceStop() {
     setTaskStatus("STOPPING");
   }
   if (deprovisioning_) return;
-  bool allStopped = true;
+  // First every container that never started is STOPPED, so that what it depended on can be
+  // signalled below; then SIGTERM goes to each running container none still depends on.
   for (size_t i = 0; i < runs_.size(); ++i) {
     auto& c = record().containers[i];
-    auto& run = *runs_[i];
+    if (c.lastStatus == "STOPPED" || runs_[i]->startRequested) continue;
+    c.lastStatus = "STOPPED";
+    runs_[i]->removed = true;
+    note(c.name, "STOPPED", "never started");
+  }
+  bool allStopped = true;
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    const auto& c = record().containers[i];
     if (c.lastStatus == "STOPPED") continue;
     allStopped = false;
-    if (!run.startRequested) {
-      c.lastStatus = "STOPPED";
-      run.removed = true;
-      note(c.name, "STOPPED", "never started");
-      continue;
-    }
-    if (c.lastStatus == "RUNNING" && !run.signalled) signalContainer(i);
+    if (c.lastStatus == "RUNNING" && !runs_[i]->signalled) signalContainer(i);
   }
-  if (allStopped) {
-    deprovision();
-    return;
-  }
-  // Containers marked STOPPED above may have unblocked others.
-  bool nowAllStopped = true;
-  for (const auto& c : record().containers) nowAllStopped = nowAllStopped && c.lastStatus == "STOPPED";
-  if (nowAllStopped) deprovision();
+  if (allStopped) deprovision();
 }
 
 // SIGTERM once every container that depends on this one has stopped; SIGKILL after

@@ -42,9 +42,9 @@ struct TaskRunnerContext {
   Registry& registry;
   ContainerEngine& engine;
   TaskNetwork& network;
-  std::string tasksDir;          // per-task directories (volumes, logs) live below
-  std::string bundlesDir;        // containers' OCI bundles (the engine's bundlesDir)
-  std::string metadataBaseUrl;   // "http://198.18.0.1:51679/v4/"
+  std::string tasksDir;         // per-task directories (volumes, logs) live below
+  std::string bundlesDir;       // containers' OCI bundles (the engine's bundlesDir)
+  std::string metadataBaseUrl;  // "http://198.18.0.1:51679/v4/"
   std::string region;
   int defaultStopTimeoutSeconds = 30;
   // Called after any change of a task's status or health (the service scheduler listens).

@@ -48,17 +48,18 @@ json containerMetadata(Registry& registry, const TaskRecord& t, const ContainerR
                  {"com.amazonaws.ecs.task-arn", registry.arns().task(t.cluster, t.id)},
                  {"com.amazonaws.ecs.task-definition-family", t.family},
                  {"com.amazonaws.ecs.task-definition-version", std::to_string(t.revision)}};
-  json j = {{"DockerId", c.runtimeId},
-            {"Name", c.name},
-            {"DockerName", "ecs-" + t.family + "-" + std::to_string(t.revision) + "-" + c.name},
-            {"Image", doc.value("image", "host")},
-            {"ImageID", ""},
-            {"Labels", labels},
-            {"DesiredStatus", c.desiredStatus},
-            {"KnownStatus", containerKnownStatus(c)},
-            {"Limits", {{"CPU", std::max(2, doc.value("cpu", 0))}, {"Memory", doc.value("memory", 0)}}},
-            {"Type", "NORMAL"},
-            {"ContainerARN", registry.arns().container(t.cluster, t.id, c.uuid)}};
+  json j = {
+      {"DockerId", c.runtimeId},
+      {"Name", c.name},
+      {"DockerName", "ecs-" + t.family + "-" + std::to_string(t.revision) + "-" + c.name},
+      {"Image", doc.value("image", "host")},
+      {"ImageID", ""},
+      {"Labels", labels},
+      {"DesiredStatus", c.desiredStatus},
+      {"KnownStatus", containerKnownStatus(c)},
+      {"Limits", {{"CPU", std::max(2, doc.value("cpu", 0))}, {"Memory", doc.value("memory", 0)}}},
+      {"Type", "NORMAL"},
+      {"ContainerARN", registry.arns().container(t.cluster, t.id, c.uuid)}};
   if (c.exitCode) j["ExitCode"] = *c.exitCode;
   if (c.createdAt > 0) j["CreatedAt"] = rfc3339(c.createdAt);
   if (c.startedAt > 0) j["StartedAt"] = rfc3339(c.startedAt);
@@ -130,9 +131,14 @@ json taskMetadata(Registry& registry, const TaskRecord& t, bool withTags) {
 }
 
 json statsOf(const ContainerRecord& c) {
-  return {{"read", rfc3339(nowSeconds())}, {"name", "/" + c.runtimeId}, {"id", c.runtimeId},
-          {"num_procs", 0}, {"pids_stats", json::object()}, {"cpu_stats", json::object()},
-          {"memory_stats", json::object()}, {"networks", json::object()}};
+  return {{"read", rfc3339(nowSeconds())},
+          {"name", "/" + c.runtimeId},
+          {"id", c.runtimeId},
+          {"num_procs", 0},
+          {"pids_stats", json::object()},
+          {"cpu_stats", json::object()},
+          {"memory_stats", json::object()},
+          {"networks", json::object()}};
 }
 
 net::HttpResponse notFound(const std::string& what) {
@@ -152,10 +158,12 @@ net::HttpResponse metadata(Registry& registry, const std::string& rest) {
   }
   if (!c) return notFound("unable to find container for endpoint " + id);
   if (sub.empty() || sub == "/") {
-    return net::HttpResponse::json(containerMetadata(registry, *t, *c, containerDoc(registry, *t, c->name)).dump());
+    return net::HttpResponse::json(
+        containerMetadata(registry, *t, *c, containerDoc(registry, *t, c->name)).dump());
   }
   if (sub == "/task") return net::HttpResponse::json(taskMetadata(registry, *t, false).dump());
-  if (sub == "/taskWithTags") return net::HttpResponse::json(taskMetadata(registry, *t, true).dump());
+  if (sub == "/taskWithTags")
+    return net::HttpResponse::json(taskMetadata(registry, *t, true).dump());
   if (sub == "/stats") return net::HttpResponse::json(statsOf(*c).dump());
   if (sub == "/task/stats") {
     json all = json::object();
@@ -168,12 +176,13 @@ net::HttpResponse metadata(Registry& registry, const std::string& rest) {
 net::HttpResponse timeline(Registry& registry, const TaskRecord& t) {
   json events = json::array();
   for (const auto& e : t.timeline) {
-    events.push_back({{"at", e.at}, {"subject", e.subject}, {"event", e.event}, {"detail", e.detail}});
+    events.push_back(
+        {{"at", e.at}, {"subject", e.subject}, {"event", e.event}, {"detail", e.detail}});
   }
-  return net::HttpResponse::json(json{{"taskArn", registry.arns().task(t.cluster, t.id)},
-                                      {"lastStatus", t.lastStatus},
-                                      {"events", events}}
-                                     .dump());
+  return net::HttpResponse::json(json{
+      {"taskArn", registry.arns().task(t.cluster, t.id)},
+      {"lastStatus", t.lastStatus},
+      {"events", events}}.dump());
 }
 
 net::HttpResponse logs(const std::string& tasksDir, const TaskRecord& t, const std::string& name) {
