@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "base/json.h"
+
 namespace taskmesh::runtime {
 namespace {
 
 bool allDigits(const std::string& s) {
-  return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), ::isdigit);
+  return !s.empty() && s.size() <= 10 && std::all_of(s.begin(), s.end(), ::isdigit) &&
+         std::stoull(s) <= 4294967295ULL;
 }
 
 // The container's override from RunTask's overrides.containerOverrides, or null.
@@ -19,7 +22,7 @@ const nlohmann::json* containerOverride(const nlohmann::json& overrides, const s
   auto it = overrides.find("containerOverrides");
   if (it == overrides.end() || !it->is_array()) return nullptr;
   for (const auto& o : *it) {
-    if (o.is_object() && o.value("name", "") == name) return &o;
+    if (o.is_object() && stringField(o, "name") == name) return &o;
   }
   return nullptr;
 }
@@ -55,7 +58,8 @@ std::vector<std::string> environment(const ContainerSpecInputs& in, const nlohma
   for (const auto& kv : def.environment) set(kv.name, kv.value);
   if (ov && ov->contains("environment") && (*ov)["environment"].is_array()) {
     for (const auto& kv : (*ov)["environment"]) {
-      if (kv.is_object() && kv.value("name", "") != "") set(kv["name"], kv.value("value", ""));
+      std::string n = stringField(kv, "name");
+      if (!n.empty()) set(n, stringField(kv, "value"));
     }
   }
   std::vector<std::string> env;
@@ -98,8 +102,11 @@ Result<std::pair<uid_t, gid_t>> resolveUser(const std::string& user) {
   uid_t uid = 0;
   gid_t gid = 0;
   if (allDigits(u)) {
-    uid = static_cast<uid_t>(std::stoul(u));
-    gid = uid;
+    uid = static_cast<uid_t>(std::stoull(u));
+    // Docker's rule: the primary group of the uid's passwd entry, else 0.
+    struct passwd pw, *found = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) gid = pw.pw_gid;
   } else {
     struct passwd pw, *found = nullptr;
     std::vector<char> buf(16384);
@@ -110,7 +117,7 @@ Result<std::pair<uid_t, gid_t>> resolveUser(const std::string& user) {
     gid = pw.pw_gid;
   }
   if (allDigits(g)) {
-    gid = static_cast<gid_t>(std::stoul(g));
+    gid = static_cast<gid_t>(std::stoull(g));
   } else if (!g.empty()) {
     struct group gr, *found = nullptr;
     std::vector<char> buf(16384);

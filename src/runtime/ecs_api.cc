@@ -79,7 +79,7 @@ bool validName(const std::string& s) {
 
 net::HttpResponse errorResponse(const ecs::ApiError& e) {
   json body = {{"__type", e.type}, {"message", e.message}};
-  auto r = net::HttpResponse::json(body.dump(), e.type == "ServerException" ? 500 : 400);
+  auto r = net::HttpResponse::json(dumpJson(body), e.type == "ServerException" ? 500 : 400);
   r.contentType = "application/x-amz-json-1.1";
   return r;
 }
@@ -275,11 +275,16 @@ const std::map<std::string, Operation, std::less<>>& operations() {
 }  // namespace
 
 net::HttpResponse EcsApi::handle(const net::HttpRequest& request) {
-  if (request.method == "GET") return handleInternal(request);
-  if (request.method == "POST" && (request.path == "/" || request.path.empty())) {
-    return handleOperation(request);
+  try {
+    if (request.method == "GET") return handleInternal(request);
+    if (request.method == "POST" && (request.path == "/" || request.path.empty())) {
+      return handleOperation(request);
+    }
+    return net::HttpResponse::text(404, "not found: " + request.method + " " + request.path);
+  } catch (const std::exception& e) {  // a broken invariant; the runtime stays up
+    log::get("ecs")->error("request {} {} failed: {}", request.method, request.path, e.what());
+    return errorResponse({"ServerException", std::string("internal error: ") + e.what()});
   }
-  return net::HttpResponse::text(404, "not found: " + request.method + " " + request.path);
 }
 
 net::HttpResponse EcsApi::handleOperation(const net::HttpRequest& request) {
@@ -293,6 +298,12 @@ net::HttpResponse EcsApi::handleOperation(const net::HttpRequest& request) {
   if (it == operations().end()) {
     return errorResponse({"UnknownOperationException", "Unknown operation " + name});
   }
+  if (access_ == ApiAccess::kReadOnly && name.rfind("Describe", 0) != 0 &&
+      name.rfind("List", 0) != 0) {
+    return errorResponse({"AccessDeniedException",
+                          name + " is not served on the task network; only Describe* and List* "
+                                 "operations are"});
+  }
   auto body = parseJsonBounded(request.body.empty() ? "{}" : request.body);
   if (!body || !body->is_object()) {
     return errorResponse(
@@ -304,7 +315,7 @@ net::HttpResponse EcsApi::handleOperation(const net::HttpRequest& request) {
     log::get("ecs")->debug("{} -> {}: {}", name, result.error().type, result.error().message);
     return errorResponse(result.error());
   }
-  auto r = net::HttpResponse::json(result->dump(-1, ' ', false, json::error_handler_t::replace));
+  auto r = net::HttpResponse::json(dumpJson(*result));
   r.contentType = "application/x-amz-json-1.1";
   return r;
 }

@@ -16,9 +16,16 @@
 
 namespace taskmesh::runtime {
 
+// Which operations a listener serves. Tasks reach the runtime on the bridge's gateway
+// address without any authentication, so there only the read operations (Describe*, List*)
+// and the GET views are served: a task can find the server task (discover-servers) but not
+// run a privileged container.
+enum class ApiAccess { kFull, kReadOnly };
+
 class EcsApi {
  public:
-  explicit EcsApi(Runtime& runtime) : runtime_(runtime) {}
+  EcsApi(Runtime& runtime, ApiAccess access) : runtime_(runtime), access_(access) {}
+  // Never throws: a failure inside an operation is answered as ServerException.
   net::HttpResponse handle(const net::HttpRequest& request);
 
  private:
@@ -26,6 +33,7 @@ class EcsApi {
   net::HttpResponse handleInternal(const net::HttpRequest& request);
 
   Runtime& runtime_;
+  ApiAccess access_;
 };
 
 }  // namespace taskmesh::runtime

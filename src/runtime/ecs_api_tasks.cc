@@ -55,27 +55,53 @@ ecs::ApiResult<std::string> propagateTags(const Params& p) {
   return v;
 }
 
+bool isStringList(const Json& j) {
+  return j.is_array() &&
+         std::all_of(j.begin(), j.end(), [](const Json& e) { return e.is_string(); });
+}
+
+// One containerOverrides entry: a known container name, command a list of strings,
+// environment a list of {name, value} strings. (Other members are kept and ignored.)
+ecs::ApiResult<void> containerOverride(const Json& c, const TaskDefinitionRecord& def) {
+  if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) {
+    return ecs::invalidParameter("containerOverrides[].name must be a string.");
+  }
+  std::string name = c["name"].get<std::string>();
+  bool known = false;
+  for (const auto& d : def.document.value("containerDefinitions", Json::array())) {
+    known |= d.is_object() && d.contains("name") && d["name"] == name;
+  }
+  if (!known) {
+    return ecs::invalidParameter("Override for container named " + name +
+                                 " is not a container in the TaskDefinition.");
+  }
+  if (c.contains("command") && !isStringList(c["command"])) {
+    return ecs::invalidParameter("containerOverrides.command must be a list of strings.");
+  }
+  if (c.contains("environment")) {
+    const auto& env = c["environment"];
+    bool ok = env.is_array() && std::all_of(env.begin(), env.end(), [](const Json& kv) {
+                return kv.is_object() && kv.contains("name") && kv["name"].is_string() &&
+                       (!kv.contains("value") || kv["value"].is_string());
+              });
+    if (!ok) {
+      return ecs::invalidParameter(
+          "containerOverrides.environment must be a list of {name, value} strings.");
+    }
+  }
+  return {};
+}
+
 ecs::ApiResult<Json> overrides(const Params& p, const TaskDefinitionRecord& def) {
   TM_ECS_TRY(auto o, p.value("overrides", Json::object()));
-  if (o.dump().size() > 8192) return ecs::invalidParameter("overrides is over 8192 characters.");
-  auto co = o.value("containerOverrides", Json::array());
+  if (dumpJson(o).size() > 8192) {
+    return ecs::invalidParameter("overrides is over 8192 characters.");
+  }
+  if (!o.contains("containerOverrides")) return o;
+  const auto& co = o["containerOverrides"];
   if (!co.is_array()) return ecs::invalidParameter("overrides.containerOverrides must be a list.");
   for (const auto& c : co) {
-    std::string name = c.is_object() ? c.value("name", "") : "";
-    bool known = false;
-    for (const auto& d : def.document.value("containerDefinitions", Json::array())) {
-      known |= d.value("name", "") == name;
-    }
-    if (!known) {
-      return ecs::invalidParameter("Override for container named " + name +
-                                   " is not a container in the TaskDefinition.");
-    }
-    if (c.contains("command") && !c["command"].is_array()) {
-      return ecs::invalidParameter("containerOverrides.command must be a list of strings.");
-    }
-    if (c.contains("environment") && !c["environment"].is_array()) {
-      return ecs::invalidParameter("containerOverrides.environment must be a list.");
-    }
+    if (auto ok = containerOverride(c, def); !ok) return std::unexpected(ok.error());
   }
   return o;
 }

@@ -85,13 +85,15 @@ int runEcs(const RuntimeOptions& options) {
   if (!registry) return fail("state", registry.error());
   Runtime runtime(io, **registry, *drivers->engine, *drivers->network, o);
   runtime.start();
-  EcsApi api(runtime);
+  EcsApi api(runtime, ApiAccess::kFull);
+  EcsApi taskApi(runtime, ApiAccess::kReadOnly);
   net::HttpHandler handler = [&api](net::HttpRequest& r) { return serveApi(&api, r); };
+  net::HttpHandler taskHandler = [&taskApi](net::HttpRequest& r) { return serveApi(&taskApi, r); };
   net::HttpServer apiServer(io, net::HttpServerOptions{.maxBodyBytes = 1 << 20}, handler);
   auto apiPort = apiServer.listen(o.apiAddr);
   if (!apiPort) return fail("-api-addr", apiPort.error());
   // Tasks reach the runtime (metadata v4, and the ECS API) on the bridge's gateway address.
-  net::HttpServer gatewayServer(io, net::HttpServerOptions{.freeBind = true}, handler);
+  net::HttpServer gatewayServer(io, net::HttpServerOptions{.freeBind = true}, taskHandler);
   std::string gatewayAddr =
       drivers->network->gatewayAddress() + ":" + std::to_string(o.metadataPort);
   auto gwPort = gatewayServer.listen(gatewayAddr);
@@ -104,7 +106,7 @@ int runEcs(const RuntimeOptions& options) {
   signals.async_wait([&](boost::system::error_code, int) {
     log::get("ecs")->info("stopping every task");
     apiServer.stop();
-    runtime.shutdown(std::chrono::seconds(o.stopTimeoutSeconds) + kShutdownGrace, [&] {
+    runtime.shutdown(kShutdownGrace, [&] {
       gatewayServer.stop();
       io.stop();
     });

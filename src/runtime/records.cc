@@ -43,6 +43,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceRecord, name, cluster, st
                                                 networkConfiguration, tags, createdAt, deployments,
                                                 events, consecutiveFailedStarts, nextLaunchAt)
 
+std::string dumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 ContainerRecord* TaskRecord::container(const std::string& name) {
   for (auto& c : containers) {
     if (c.name == name) return &c;

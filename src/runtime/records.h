@@ -136,7 +136,11 @@ struct ServiceRecord {
   double nextLaunchAt = 0;                    // throttle: no launch before this time
 };
 
-// JSON for the state file (state_file.cc). Every record round-trips exactly.
+// JSON text of `j` with any invalid UTF-8 (probe output, container messages) replaced by
+// U+FFFD: nlohmann's default dump throws on it.
+std::string dumpJson(const nlohmann::json& j);
+
+// JSON for the state file (records.cc). Every record round-trips exactly.
 nlohmann::json toStateJson(const ClusterRecord& r);
 nlohmann::json toStateJson(const TaskDefinitionRecord& r);
 nlohmann::json toStateJson(const TaskRecord& r);

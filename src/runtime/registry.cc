@@ -55,7 +55,9 @@ Result<void> Registry::load() {
   if (!std::filesystem::exists(path, fsErr)) return {};
   auto text = readFile(path);
   if (!text) return makeError(text.error());
-  auto doc = parseJsonBounded(*text);
+  // Stored request members (task definition documents, overrides) sit a few levels deeper
+  // here than in the request that passed the API's depth limit.
+  auto doc = parseJsonBounded(*text, kMaxJsonDepth + 16);
   if (!doc) return makeError(ErrorCode::kInvalidArgument, path + ": " + doc.error().message);
   try {
     if (doc->value("version", 0) != kStateVersion) {
@@ -92,7 +94,8 @@ Result<void> Registry::load() {
 void Registry::changed() {
   if (savePending_) return;
   savePending_ = true;
-  asio::post(io_, [this] {
+  asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (!alive.lock()) return;
     savePending_ = false;
     auto saved = save();
     if (!saved) log::get("ecs")->error("cannot save state: {}", saved.error().message);
@@ -111,7 +114,7 @@ Result<void> Registry::save() {
   }
   for (const auto& [_, t] : tasks_) doc["tasks"].push_back(toStateJson(t));
   for (const auto& [_, s] : services_) doc["services"].push_back(toStateJson(s));
-  return writeFileAtomic(dataDir_ + "/" + kStateFile, doc.dump(), 0600);
+  return writeFileAtomic(dataDir_ + "/" + kStateFile, dumpJson(doc), 0600);
 }
 
 ClusterRecord* Registry::anyCluster(const std::string& nameOrArn) {

@@ -10,6 +10,7 @@
 // live TaskRunner (stopped tasks are expired by expireStopped()).
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,7 @@ class Registry {
   std::string dataDir_;
   ArnScheme arns_;
   bool savePending_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted saves hold a weak_ptr
   std::map<std::string, ClusterRecord> clusters_;
   std::map<std::string, std::map<int, TaskDefinitionRecord>> taskDefinitions_;
   std::map<std::string, TaskRecord> tasks_;

@@ -1,5 +1,6 @@
 #include "runtime/runtime.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "base/log.h"
@@ -145,13 +146,17 @@ void Runtime::tick() {
   });
 }
 
-void Runtime::shutdown(std::chrono::milliseconds timeout, std::function<void()> done) {
+void Runtime::shutdown(std::chrono::seconds grace, std::function<void()> done) {
   stopping_ = true;
   tickTimer_.cancel();
   std::vector<std::shared_ptr<TaskRunner>> live;
-  for (auto& [_, r] : runners_) live.push_back(r);
+  int budget = 0;
+  for (auto& [_, r] : runners_) {
+    live.push_back(r);
+    budget = std::max(budget, r->stopBudgetSeconds());
+  }
   for (auto& r : live) r->stop("UserInitiated", "the ECS runtime is shutting down");
-  shutdownDeadline_ = std::chrono::steady_clock::now() + timeout;
+  shutdownDeadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(budget) + grace;
   shutdownDone_ = std::move(done);
   pollShutdown();
 }
@@ -159,7 +164,9 @@ void Runtime::shutdown(std::chrono::milliseconds timeout, std::function<void()> 
 void Runtime::pollShutdown() {
   if (!runners_.empty() && std::chrono::steady_clock::now() < shutdownDeadline_) {
     tickTimer_.expires_after(std::chrono::milliseconds(50));
-    tickTimer_.async_wait([this](boost::system::error_code) { pollShutdown(); });
+    tickTimer_.async_wait([this](boost::system::error_code ec) {
+      if (ec != asio::error::operation_aborted) pollShutdown();
+    });
     return;
   }
   if (!runners_.empty()) logger()->warn("shutdown: {} tasks did not stop in time", runners_.size());

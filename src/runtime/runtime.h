@@ -64,9 +64,10 @@ class Runtime {
   // containers and network were removed by the drivers' removeOrphans()), so services replace
   // them. Then starts the housekeeping tick. Call once, before serving the API.
   void start();
-  // Stops every live task (as StopTask would) and calls `done` when all reached STOPPED or
-  // `timeout` passed.
-  void shutdown(std::chrono::milliseconds timeout, std::function<void()> done);
+  // Stops every live task (as StopTask would) and calls `done` when all reached STOPPED, or
+  // when the longest stop any of them may take (its stopTimeouts one after another, plus
+  // `grace`) has passed.
+  void shutdown(std::chrono::seconds grace, std::function<void()> done);
 
   // Creates and starts `count` tasks. Returns their ids.
   ecs::ApiResult<std::vector<std::string>> runTask(const RunTaskParams& params);

@@ -75,7 +75,7 @@ class RuntimeTest : public ::testing::Test {
     runtime_ = std::make_unique<Runtime>(io_, *registry_, *engine_, *network_,
                                          RuntimeOptions{.dataDir = dir_});
     runtime_->start();
-    api_ = std::make_unique<EcsApi>(*runtime_);
+    api_ = std::make_unique<EcsApi>(*runtime_, ApiAccess::kFull);
   }
 
   void TearDown() override {
@@ -85,8 +85,6 @@ class RuntimeTest : public ::testing::Test {
     if (network_) {
       EXPECT_THAT(network_->violations(), IsEmpty());
     }
-    // The scheduler's posted reconciliations hold a raw Runtime pointer: run what is ready
-    // now, then never run io_ again once the runtime is gone (as `taskmesh ecs` stops io).
     drain();
     api_.reset();
     runtime_.reset();
@@ -526,6 +524,21 @@ TEST_F(RuntimeTest, EssentialStartFailureFailsTheTask) {
   EXPECT_EQ(network_->teardownCount(id), 1u);
 }
 
+TEST_F(RuntimeTest, NonEssentialStartFailureStillLetsTheTaskRun) {
+  engine_->onStart = [](const ContainerSpec& spec) {
+    if (endsWith(spec.id, "-side")) {
+      return FakeEngine::StartOutcome{FakeEngine::StartOutcome::kFail, "no such file"};
+    }
+    return FakeEngine::StartOutcome{};
+  };
+  auto id =
+      runTask(taskDefinition("web", {container("app"), container("side", {{"essential", false}})}));
+  ASSERT_TRUE(runUntil([&] { return status(id, "RUNNING"); })) << task(id).lastStatus;
+  EXPECT_EQ(rec(id, "side").lastStatus, "STOPPED");
+  EXPECT_THAT(rec(id, "side").reason, StartsWith("CannotStartContainerError"));
+  EXPECT_EQ(task(id).desiredStatus, "RUNNING");
+}
+
 // --- 8. health
 
 TEST_F(RuntimeTest, TaskHealthAggregatesEssentialContainers) {
@@ -769,6 +782,37 @@ TEST_F(RuntimeTest, ApiErrorsAreTypedJsonWithStatus400) {
   EXPECT_EQ(noNetwork["message"],
             "Network Configuration must be provided when networkMode 'awsvpc' is specified.");
   EXPECT_THAT(engine_->calls(), IsEmpty());
+
+  // Bad overrides are refused before anything starts (a non-string would once have thrown
+  // while the container spec was built).
+  Json net = {{"awsvpcConfiguration", {{"subnets", {"s"}}}}};
+  Json badEnv = call("RunTask",
+                     {{"taskDefinition", "web"},
+                      {"networkConfiguration", net},
+                      {"overrides",
+                       {{"containerOverrides",
+                         {{{"name", "app"}, {"environment", {{{"name", "X"}, {"value", 5}}}}}}}}}},
+                     &httpStatus);
+  EXPECT_EQ(httpStatus, 400);
+  EXPECT_EQ(badEnv["__type"], "InvalidParameterException");
+  EXPECT_THAT(engine_->calls(), IsEmpty());
+}
+
+TEST_F(RuntimeTest, TaskNetworkListenerServesOnlyReads) {
+  EcsApi taskApi(*runtime_, ApiAccess::kReadOnly);
+  auto post = [&](const std::string& op, const Json& body) {
+    net::HttpRequest r;
+    r.method = "POST";
+    r.path = "/";
+    r.headers["x-amz-target"] = "AmazonEC2ContainerServiceV20141113." + op;
+    r.body = body.dump();
+    return taskApi.handle(r);
+  };
+  auto denied = post("RegisterTaskDefinition", taskDefinition("web", {container("app")}));
+  EXPECT_EQ(denied.status, 400);
+  EXPECT_EQ(Json::parse(denied.body).value("__type", ""), "AccessDeniedException");
+  EXPECT_EQ(post("ListTasks", Json::object()).status, 200);
+  EXPECT_EQ(post("DescribeClusters", Json::object()).status, 200);
 }
 
 TEST_F(RuntimeTest, RunTaskThroughTheApi) {

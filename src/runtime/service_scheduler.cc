@@ -123,7 +123,6 @@ void ServiceScheduler::launch(ServiceRecord& s, int count, double now) {
     addEvent(s, "was unable to place a task: " + ids.error().message, now);
     return;
   }
-  if (s.consecutiveFailedStarts > 0) s.nextLaunchAt = now;  // one at a time while throttled
   addEvent(s, "has started " + std::to_string(ids->size()) + " tasks:" + taskList(*ids) + ".", now);
 }
 
@@ -172,7 +171,13 @@ void ServiceScheduler::reconcile(ServiceRecord& s, double now) {
   int room = oldActive.empty() ? desired : std::max(maxTotal, desired) - activeCount;
   int toStart = std::min(desired - static_cast<int>(primaryActive.size()), room);
   if (now < s.nextLaunchAt) toStart = std::min(toStart, 0);
-  if (toStart > 0 && s.consecutiveFailedStarts > 0) toStart = 1;
+  if (toStart > 0 && s.consecutiveFailedStarts > 0) {
+    // Throttled: one launch at a time, and only once the previous one has settled.
+    bool starting = std::any_of(primaryActive.begin(), primaryActive.end(), [](TaskRecord* t) {
+      return t->lastStatus == "PROVISIONING" || t->lastStatus == "PENDING";
+    });
+    toStart = starting ? 0 : 1;
+  }
   launch(s, toStart, now);
   bool modified = toStart > 0;
   // Retire old deployments' tasks while enough healthy tasks remain.

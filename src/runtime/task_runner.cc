@@ -11,6 +11,9 @@ namespace {
 
 auto logger() { return log::get("ecs"); }
 
+constexpr size_t kMaxTimeline = 1000;
+constexpr long kTimelineHead = 100;
+
 std::string exitDetail(int code) {
   std::string d = "exitCode=" + std::to_string(code);
   if (code > 128 && code < 128 + 65) d += " (signal " + std::to_string(code - 128) + ")";
@@ -50,6 +53,11 @@ TaskRecord& TaskRunner::record() {
 void TaskRunner::note(const std::string& subject, const std::string& event,
                       const std::string& detail) {
   auto& t = record();
+  // Bounded: the first kTimelineHead events (the start) and the most recent ones are kept.
+  if (t.timeline.size() >= kMaxTimeline) {
+    t.timeline.erase(t.timeline.begin() + kTimelineHead,
+                     t.timeline.begin() + kTimelineHead + kMaxTimeline / 10);
+  }
   t.timeline.push_back(TimelineEvent{nowSeconds(), subject, event, detail});
   logger()->debug("task={} {} {} {}", taskId_, subject, event, detail);
 }
@@ -82,9 +90,12 @@ void TaskRunner::onNetworkReady(Result<TaskAttachment> attachment) {
   auto& t = record();
   if (!attachment) {
     note("task", "NETWORK_FAILED", attachment.error().message);
-    t.stopCode = "TaskFailedToStart";
-    t.stoppedReason = "ResourceInitializationError: " + attachment.error().message;
-    t.desiredStatus = "STOPPED";
+    if (t.desiredStatus != "STOPPED") {
+      t.stopCode = "TaskFailedToStart";
+      t.stoppedReason = "ResourceInitializationError: " + attachment.error().message;
+      t.stoppedReason.resize(std::min<size_t>(t.stoppedReason.size(), 255));
+      t.desiredStatus = "STOPPED";
+    }
     t.attachmentStatus = "FAILED";
     for (auto& c : t.containers) c.desiredStatus = "STOPPED";
     for (auto& c : t.containers) c.lastStatus = "STOPPED";
@@ -196,7 +207,10 @@ void TaskRunner::advanceStart() {
   }
   auto& t = record();
   bool allStarted = true;
-  for (const auto& c : t.containers) allStarted = allStarted && c.startedAt > 0;
+  // Settled: started, or STOPPED (a non-essential container may have failed to start).
+  for (const auto& c : t.containers) {
+    allStarted = allStarted && (c.startedAt > 0 || c.lastStatus == "STOPPED");
+  }
   if (allStarted && t.lastStatus == "PENDING") {
     t.startedAt = nowSeconds();
     t.connectivityAt = t.startedAt;
@@ -398,6 +412,14 @@ void TaskRunner::finish() {
   if (t.attachmentStatus == "ATTACHED") t.attachmentStatus = "DELETED";
   finished_ = true;
   setTaskStatus("STOPPED");
+}
+
+int TaskRunner::stopBudgetSeconds() const {
+  int total = 0;
+  for (const auto& c : definition_.containers) {
+    total += c.stopTimeout.value_or(ctx_.defaultStopTimeoutSeconds);
+  }
+  return total;
 }
 
 void TaskRunner::tick(double now) {

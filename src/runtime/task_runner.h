@@ -66,6 +66,8 @@ class TaskRunner : public std::enable_shared_from_this<TaskRunner> {
   // True once the task reached STOPPED; the Runtime then drops the runner.
   bool finished() const { return finished_; }
   const std::string& taskId() const { return taskId_; }
+  // The longest a stop can take: every container's stopTimeout one after another.
+  int stopBudgetSeconds() const;
 
   // Directory of a task's files, and the log file of one of its containers.
   static std::string taskDir(const std::string& tasksDir, const std::string& taskId);

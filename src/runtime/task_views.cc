@@ -142,7 +142,7 @@ json statsOf(const ContainerRecord& c) {
 }
 
 net::HttpResponse notFound(const std::string& what) {
-  return net::HttpResponse::json(json("V4 task metadata handler: " + what).dump(), 404);
+  return net::HttpResponse::json(dumpJson(json("V4 task metadata handler: " + what)), 404);
 }
 
 net::HttpResponse metadata(Registry& registry, const std::string& rest) {
@@ -159,16 +159,16 @@ net::HttpResponse metadata(Registry& registry, const std::string& rest) {
   if (!c) return notFound("unable to find container for endpoint " + id);
   if (sub.empty() || sub == "/") {
     return net::HttpResponse::json(
-        containerMetadata(registry, *t, *c, containerDoc(registry, *t, c->name)).dump());
+        dumpJson(containerMetadata(registry, *t, *c, containerDoc(registry, *t, c->name))));
   }
-  if (sub == "/task") return net::HttpResponse::json(taskMetadata(registry, *t, false).dump());
+  if (sub == "/task") return net::HttpResponse::json(dumpJson(taskMetadata(registry, *t, false)));
   if (sub == "/taskWithTags")
-    return net::HttpResponse::json(taskMetadata(registry, *t, true).dump());
-  if (sub == "/stats") return net::HttpResponse::json(statsOf(*c).dump());
+    return net::HttpResponse::json(dumpJson(taskMetadata(registry, *t, true)));
+  if (sub == "/stats") return net::HttpResponse::json(dumpJson(statsOf(*c)));
   if (sub == "/task/stats") {
     json all = json::object();
     for (const auto& x : t->containers) all[x.runtimeId] = statsOf(x);
-    return net::HttpResponse::json(all.dump());
+    return net::HttpResponse::json(dumpJson(all));
   }
   return notFound("unknown path " + sub);
 }
@@ -179,10 +179,9 @@ net::HttpResponse timeline(Registry& registry, const TaskRecord& t) {
     events.push_back(
         {{"at", e.at}, {"subject", e.subject}, {"event", e.event}, {"detail", e.detail}});
   }
-  return net::HttpResponse::json(json{
-      {"taskArn", registry.arns().task(t.cluster, t.id)},
-      {"lastStatus", t.lastStatus},
-      {"events", events}}.dump());
+  return net::HttpResponse::json(dumpJson(json{{"taskArn", registry.arns().task(t.cluster, t.id)},
+                                               {"lastStatus", t.lastStatus},
+                                               {"events", events}}));
 }
 
 net::HttpResponse logs(const std::string& tasksDir, const TaskRecord& t, const std::string& name) {
