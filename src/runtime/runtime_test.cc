@@ -603,6 +603,19 @@ TEST_F(RuntimeTest, DependsOnHealthyWaitsForAPassingProbe) {
   EXPECT_THAT(names(id, Kind::kStart), ElementsAre("proxy", "app"));
 }
 
+TEST_F(RuntimeTest, StartTimeoutOfAHealthyDependencyFailsTheTask) {
+  auto id = runTask(taskDefinition(
+      "web", {container("proxy", {{"healthCheck", healthCheck()}, {"startTimeout", 1}}),
+              container("app", {{"dependsOn",
+                                 {{{"containerName", "proxy"}, {"condition", "HEALTHY"}}}}})}));
+  auto t0 = Clock::now();
+  ASSERT_TRUE(runUntil([&] { return status(id, "STOPPED"); }, 4s)) << task(id).lastStatus;
+  EXPECT_GE(Clock::now() - t0, 900ms);
+  EXPECT_EQ(task(id).stopCode, "TaskFailedToStart");
+  EXPECT_THAT(task(id).stoppedReason, HasSubstr("startTimeout"));
+  EXPECT_FALSE(requested(id, "app"));
+}
+
 // --- 9. services
 
 class ServiceTest : public RuntimeTest {
