@@ -112,6 +112,13 @@ int runEcs(const RuntimeOptions& options) {
     });
   });
   io.run();
+  // Final sweep: whatever did not stop in time is killed, and the engine's bundles and cgroup
+  // parent and the network's namespaces and leases go too, so that nothing outlives the
+  // runtime; then the bridge.
+  auto containers = drivers->engine->removeOrphans();
+  if (!containers) log::get("ecs")->warn("final sweep: {}", containers.error().message);
+  auto namespaces = drivers->network->removeOrphans();
+  if (!namespaces) log::get("ecs")->warn("final sweep: {}", namespaces.error().message);
   auto bridge = drivers->network->removeBridge();
   if (!bridge) log::get("ecs")->warn("bridge left in place: {}", bridge.error().message);
   return 0;
