@@ -36,8 +36,8 @@ inline auto invalidParameter(std::string message) {
 // declares `decl` with the value: TM_ECS_TRY(auto name, params.str("cluster"));
 #define TM_ECS_CONCAT_INNER(a, b) a##b
 #define TM_ECS_CONCAT(a, b) TM_ECS_CONCAT_INNER(a, b)
-#define TM_ECS_TRY(decl, expr)                                                 \
-  auto TM_ECS_CONCAT(tmEcsTry_, __LINE__) = (expr);                            \
-  if (!TM_ECS_CONCAT(tmEcsTry_, __LINE__))                                     \
+#define TM_ECS_TRY(decl, expr)                                                     \
+  auto TM_ECS_CONCAT(tmEcsTry_, __LINE__) = (expr);                                \
+  if (!TM_ECS_CONCAT(tmEcsTry_, __LINE__))                                         \
     return std::unexpected(std::move(TM_ECS_CONCAT(tmEcsTry_, __LINE__).error())); \
   decl = std::move(*TM_ECS_CONCAT(tmEcsTry_, __LINE__))

@@ -169,9 +169,7 @@ Result<ContainerSpec> makeContainerSpec(const ContainerSpecInputs& in) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(in.logPath).parent_path(), ec);
   if (ec) return makeError(ErrorCode::kIo, "cannot create " + in.logPath + ": " + ec.message());
-  std::string host = in.task.ipv4;
-  std::replace(host.begin(), host.end(), '.', '-');
-  spec.hostname = "ip-" + host;
+  spec.hostname = ipHostLabel(in.task.ipv4);
   return spec;
 }
 

@@ -71,12 +71,6 @@ namespace {
 
 constexpr std::string_view kTargetPrefix = "AmazonEC2ContainerServiceV20141113.";
 
-bool validName(const std::string& s) {
-  return !s.empty() && s.size() <= 255 && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-  });
-}
-
 net::HttpResponse errorResponse(const ecs::ApiError& e) {
   json body = {{"__type", e.type}, {"message", e.message}};
   auto r = net::HttpResponse::json(dumpJson(body), e.type == "ServerException" ? 500 : 400);
@@ -89,7 +83,7 @@ net::HttpResponse errorResponse(const ecs::ApiError& e) {
 ecs::ApiResult<json> createCluster(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto name, p.str("clusterName"));
   if (name.empty()) name = "default";
-  if (!validName(name)) {
+  if (!detail::validName(name, 255)) {
     return ecs::invalidParameter(
         "Cluster name can contain only letters, numbers, hyphens and underscores, up to 255.");
   }

@@ -8,12 +8,6 @@
 namespace taskmesh::runtime::ops {
 namespace {
 
-bool validName(const std::string& s, size_t max) {
-  return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-  });
-}
-
 ecs::ApiResult<const TaskDefinitionRecord*> activeDefinition(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto ref, p.str("taskDefinition", true));
   auto* d = rt.registry().taskDefinition(ref);
@@ -135,7 +129,7 @@ ecs::ApiResult<Json> runTask(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto nc, networkConfiguration(p));
   TM_ECS_TRY(auto group, p.str("group"));
   TM_ECS_TRY(auto startedBy, p.str("startedBy"));
-  if (!startedBy.empty() && !validName(startedBy, 36)) {
+  if (!startedBy.empty() && !detail::validName(startedBy, 36)) {
     return ecs::invalidParameter(
         "startedBy must be up to 36 letters, numbers, hyphens and "
         "underscores.");
@@ -232,7 +226,7 @@ ecs::ApiResult<Json> describeTasks(Runtime& rt, const Params& p) {
 ecs::ApiResult<Json> createService(Runtime& rt, const Params& p) {
   TM_ECS_TRY(auto* cluster, detail::requireCluster(rt.registry(), p));
   TM_ECS_TRY(auto name, p.str("serviceName", true));
-  if (!validName(name, 255)) {
+  if (!detail::validName(name, 255)) {
     return ecs::invalidParameter(
         "serviceName can contain only letters, numbers, hyphens and "
         "underscores, up to 255.");

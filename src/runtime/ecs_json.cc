@@ -11,16 +11,6 @@ void putTime(json& j, const char* key, double t) {
   if (t > 0) j[key] = t;
 }
 
-// The task definition's container document (for image, cpu, memory), or an empty object.
-json containerDocument(Registry& registry, const TaskRecord& t, const std::string& name) {
-  auto* def = registry.taskDefinition(t.family + ":" + std::to_string(t.revision));
-  if (!def) return json::object();
-  for (const auto& c : def->document.value("containerDefinitions", json::array())) {
-    if (c.is_object() && c.value("name", "") == name) return c;
-  }
-  return json::object();
-}
-
 json containerJson(Registry& registry, const TaskRecord& t, const ContainerRecord& c) {
   const auto& arns = registry.arns();
   json doc = containerDocument(registry, t, c.name);
@@ -64,11 +54,7 @@ json attachmentJson(const TaskRecord& t) {
   add("subnetId", t.subnetId);
   add("networkInterfaceId", "eni-" + t.attachmentId.substr(0, 17));
   add("macAddress", t.macAddress);
-  if (!t.ipv4.empty()) {
-    std::string dns = t.ipv4;
-    std::replace(dns.begin(), dns.end(), '.', '-');
-    add("privateDnsName", "ip-" + dns + ".ec2.internal");
-  }
+  if (!t.ipv4.empty()) add("privateDnsName", ipHostLabel(t.ipv4) + ".ec2.internal");
   add("privateIPv4Address", t.ipv4);
   return {{"id", t.attachmentId},
           {"type", "ElasticNetworkInterface"},
@@ -86,6 +72,16 @@ json overridesJson(const TaskRecord& t) {
 }
 
 }  // namespace
+
+// The task definition's container document (for image, cpu, memory), or an empty object.
+json containerDocument(Registry& registry, const TaskRecord& t, const std::string& name) {
+  auto* def = registry.taskDefinition(t.family + ":" + std::to_string(t.revision));
+  if (!def) return json::object();
+  for (const auto& c : def->document.value("containerDefinitions", json::array())) {
+    if (c.is_object() && c.value("name", "") == name) return c;
+  }
+  return json::object();
+}
 
 json clusterJson(Registry& registry, const ClusterRecord& c) {
   int running = 0, pending = 0, services = 0;

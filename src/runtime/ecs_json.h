@@ -12,6 +12,11 @@
 
 namespace taskmesh::runtime {
 
+// The task definition's document of one container of `task` (image, cpu, memory, ports), or
+// an empty object.
+nlohmann::json containerDocument(Registry& registry, const TaskRecord& task,
+                                 const std::string& name);
+
 nlohmann::json clusterJson(Registry& registry, const ClusterRecord& cluster);
 nlohmann::json taskDefinitionJson(const Registry& registry, const TaskDefinitionRecord& def);
 nlohmann::json taskJson(Registry& registry, const TaskRecord& task, bool includeTags);

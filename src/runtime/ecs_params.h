@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -87,6 +89,13 @@ class Params {
  private:
   const json& body_;
 };
+
+// ECS's rule for names (clusters, services, startedBy): 1..max letters, digits, '-' and '_'.
+inline bool validName(const std::string& s, size_t max) {
+  return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
 
 // One page of `items` after `nextToken` (an offset this API issued), at most `maxResults`.
 struct Page {

@@ -3,6 +3,7 @@
 // its default (the _WITH_DEFAULT forms).
 #include "runtime/records.h"
 
+#include <algorithm>
 #include <optional>
 
 namespace nlohmann {
@@ -42,6 +43,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceRecord, name, cluster, st
                                                 minimumHealthyPercent, launchType, propagateTags,
                                                 networkConfiguration, tags, createdAt, deployments,
                                                 events, consecutiveFailedStarts, nextLaunchAt)
+
+std::string ipHostLabel(const std::string& ipv4) {
+  std::string label = "ip-" + ipv4;
+  std::replace(label.begin(), label.end(), '.', '-');
+  return label;
+}
 
 std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

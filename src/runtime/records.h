@@ -136,6 +136,10 @@ struct ServiceRecord {
   double nextLaunchAt = 0;                    // throttle: no launch before this time
 };
 
+// "ip-198-18-0-5" for "198.18.0.5": the task's host name, and the label of its private DNS
+// name, as EC2 forms them.
+std::string ipHostLabel(const std::string& ipv4);
+
 // JSON text of `j` with any invalid UTF-8 (probe output, container messages) replaced by
 // U+FFFD: nlohmann's default dump throws on it.
 std::string dumpJson(const nlohmann::json& j);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "runtime/ecs_api.h"
+#include "runtime/ecs_json.h"
 #include "runtime/task_runner.h"
 
 namespace taskmesh::runtime {
@@ -65,8 +66,6 @@ json containerMetadata(Registry& registry, const TaskRecord& t, const ContainerR
   if (c.startedAt > 0) j["StartedAt"] = rfc3339(c.startedAt);
   if (c.finishedAt > 0) j["FinishedAt"] = rfc3339(c.finishedAt);
   if (!t.ipv4.empty()) {
-    std::string dns = t.ipv4;
-    std::replace(dns.begin(), dns.end(), '.', '-');
     auto slash = t.subnetCidr.find('/');
     std::string prefix = slash == std::string::npos ? "" : t.subnetCidr.substr(slash);
     j["Networks"] = json::array({{{"NetworkMode", "awsvpc"},
@@ -74,7 +73,7 @@ json containerMetadata(Registry& registry, const TaskRecord& t, const ContainerR
                                   {"AttachmentIndex", 0},
                                   {"MACAddress", t.macAddress},
                                   {"IPv4SubnetCIDRBlock", t.subnetCidr},
-                                  {"PrivateDNSName", "ip-" + dns + ".ec2.internal"},
+                                  {"PrivateDNSName", ipHostLabel(t.ipv4) + ".ec2.internal"},
                                   {"SubnetGatewayIpv4Address", t.gateway + prefix}}});
   }
   json ports = json::array();
@@ -95,15 +94,6 @@ json containerMetadata(Registry& registry, const TaskRecord& t, const ContainerR
   return j;
 }
 
-json containerDoc(Registry& registry, const TaskRecord& t, const std::string& name) {
-  auto* def = registry.taskDefinition(t.family + ":" + std::to_string(t.revision));
-  if (!def) return json::object();
-  for (const auto& c : def->document.value("containerDefinitions", json::array())) {
-    if (c.value("name", "") == name) return c;
-  }
-  return json::object();
-}
-
 json taskMetadata(Registry& registry, const TaskRecord& t, bool withTags) {
   json j = {{"Cluster", t.cluster},
             {"TaskARN", registry.arns().task(t.cluster, t.id)},
@@ -120,7 +110,8 @@ json taskMetadata(Registry& registry, const TaskRecord& t, bool withTags) {
   if (t.executionStoppedAt > 0) j["ExecutionStoppedAt"] = rfc3339(t.executionStoppedAt);
   if (!t.serviceName.empty()) j["ServiceName"] = t.serviceName;
   for (const auto& c : t.containers) {
-    j["Containers"].push_back(containerMetadata(registry, t, c, containerDoc(registry, t, c.name)));
+    j["Containers"].push_back(
+        containerMetadata(registry, t, c, containerDocument(registry, t, c.name)));
   }
   if (withTags) {
     json tags = json::object();
@@ -159,7 +150,7 @@ net::HttpResponse metadata(Registry& registry, const std::string& rest) {
   if (!c) return notFound("unable to find container for endpoint " + id);
   if (sub.empty() || sub == "/") {
     return net::HttpResponse::json(
-        dumpJson(containerMetadata(registry, *t, *c, containerDoc(registry, *t, c->name))));
+        dumpJson(containerMetadata(registry, *t, *c, containerDocument(registry, *t, c->name))));
   }
   if (sub == "/task") return net::HttpResponse::json(dumpJson(taskMetadata(registry, *t, false)));
   if (sub == "/taskWithTags")

@@ -11,14 +11,13 @@ the leak tests check.
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 
-from harness import HOST, START_TIMEOUT, binary, free_port, wait_until
+from harness import HOST, START_TIMEOUT, binary, free_port, stop_process, wait_until
 
 AWS = "/usr/bin/aws"
 AWS_ENV = {
@@ -92,14 +91,7 @@ class EcsRuntime:
         if not self.proc:
             return None
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def kill9(self):
         proc, self.proc = self.proc, None

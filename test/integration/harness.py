@@ -54,6 +54,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc, timeout):
+    """SIGTERM, then SIGKILL after `timeout`. Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
+
+
 class ServerExited(RuntimeError):
     """The server process ended while we waited for it: no point in polling further."""
 
@@ -246,14 +258,7 @@ class Server:
             return None
         proc, self.proc = self.proc, None
         try:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout)
-            return proc.returncode
+            return stop_process(proc, timeout)
         finally:
             with _live_lock:
                 _live.discard(self)
