@@ -221,6 +221,8 @@ int run(const AgentOptions& o) {
   DecodeOptions decodeOptions;
   decodeOptions.enableScriptChecks = o.enableScriptChecks;
   AgentApi api(io, state, runners, servers, sync, info, decodeOptions);
+  ConnectCache connectCache(io, state, servers, info.datacenter);
+  api.setConnectCache(&connectCache);
 
   std::string statePath = o.dataDir + "/" + kStateFile;
   bool restoring = true;
@@ -242,8 +244,9 @@ int run(const AgentOptions& o) {
     // After the change completes: alias checks read the new state.
     asio::post(io, [&runners, id] { runners.localStatusChanged(id); });
   };
-  listener.serviceChanged = [&api, &runners, &io, &save](const std::string&) {
+  listener.serviceChanged = [&api, &connectCache, &runners, &io, &save](const std::string&) {
     api.servicesChanged();
+    connectCache.servicesChanged();
     asio::post(io, [&runners] { runners.localStatusChanged(""); });
     save();
   };
@@ -302,6 +305,7 @@ int run(const AgentOptions& o) {
 
   runners.startReaper();
   sync.start();
+  connectCache.start();
   logger()->info("agent started node={} id={} address={} http={} servers={}", info.nodeName,
                  info.nodeId, info.advertiseAddress, o.httpAddr,
                  servers.addresses().empty() ? std::string("(waiting for the join file)")

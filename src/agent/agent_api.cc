@@ -195,6 +195,13 @@ Awaitable<HttpResponse> AgentApi::agent(net::HttpRequest& req, std::string_view 
     if (!rest.starts_with(prefix)) return std::nullopt;
     return std::string(rest.substr(prefix.size()));
   };
+  if (rest.starts_with("connect/") && connect_) {
+    if (rest == "connect/authorize") co_return co_await connect_->authorize(req);
+    if (!get) co_return methodNotAllowed(req);
+    if (rest == "connect/ca/roots") co_return co_await connect_->roots(req);
+    if (auto service = tail("connect/ca/leaf/")) co_return co_await connect_->leaf(req, *service);
+    if (auto proxy = tail("connect/proxy/")) co_return co_await connect_->proxy(req, *proxy);
+  }
   if (rest == "self") {
     if (!get) co_return methodNotAllowed(req);
     co_return HttpResponse::json(api::dump(self(), req.has("pretty")));

@@ -12,6 +12,7 @@
 
 #include "agent/anti_entropy.h"
 #include "agent/check_runners.h"
+#include "agent/connect_cache.h"
 #include "agent/definitions.h"
 #include "agent/local_state.h"
 #include "agent/server_link.h"
@@ -51,6 +52,8 @@ class AgentApi {
 
   // Wakes ContentHash-blocking readers of /v1/agent/service/:id.
   void servicesChanged();
+  // Serves /v1/agent/connect/* from `cache` (owned by the caller; outlives this API).
+  void setConnectCache(ConnectCache* cache) { connect_ = cache; }
 
  private:
   Awaitable<net::HttpResponse> agent(net::HttpRequest& req, std::string_view rest);
@@ -81,6 +84,7 @@ class AgentApi {
   std::map<std::string, std::string> maintenance_;
   std::set<std::string> managedSidecars_;  // parents whose sidecar came from SidecarService
   std::vector<asio::steady_timer*> serviceWaiters_;
+  ConnectCache* connect_ = nullptr;
 };
 
 }  // namespace taskmesh::agent

@@ -50,6 +50,7 @@ Awaitable<net::HttpResponse> HttpApi::handle(net::HttpRequest& req) {
   if (strip("/v1/catalog/")) co_return co_await catalog(req, path);
   if (strip("/v1/health/")) co_return co_await health(req, path);
   if (strip("/v1/status/")) co_return status(req, path);
+  if (strip("/v1/connect/")) co_return co_await connect(req, path);
   if (strip("/v1/agent/")) co_return agent(req, path);
   if (internal_ && strip("/v1/internal/")) co_return internal_(req, path);
   co_return net::HttpResponse::text(

@@ -28,6 +28,18 @@ struct Cluster {
   std::function<std::vector<std::string>()> peers;
 };
 
+// The Connect CA operations that need keys, randomness or a clock, which the state machine
+// must not touch; src/server provides them (server/connect_ca.h).
+struct CaConfigUpdate {
+  store::CaConfig config;
+  bool forceWithoutCrossSigning = false;
+};
+struct ConnectHooks {
+  // PUT /v1/connect/ca/configuration: validates nothing more, rotates the root, answers once
+  // the new roots are applied.
+  std::function<Awaitable<Result<void>>(const CaConfigUpdate&)> setCaConfig;
+};
+
 struct ServerInfo {
   std::string nodeName;
   std::string nodeId;
@@ -35,6 +47,7 @@ struct ServerInfo {
   std::string advertiseAddress;  // IP other nodes reach this server on
   uint16_t serverPort = 8300;
   std::string version;
+  bool defaultIntentionAllow = true;  // -default-intention-policy; X-Consul-Default-ACL-Policy
 };
 
 inline constexpr size_t kMaxKVValueBytes = 512 * 1024;
@@ -50,6 +63,7 @@ class HttpApi {
   using InternalHandler =
       std::function<net::HttpResponse(const net::HttpRequest&, std::string_view rest)>;
   void setInternalHandler(InternalHandler h) { internal_ = std::move(h); }
+  void setConnectHooks(ConnectHooks h) { connectHooks_ = std::move(h); }
 
  private:
   // A read's answer and the index it reflects.
@@ -74,6 +88,12 @@ class HttpApi {
   Awaitable<net::HttpResponse> kv(net::HttpRequest& req, const std::string& key);
   Awaitable<net::HttpResponse> kvGet(net::HttpRequest& req, const std::string& key);
   net::HttpResponse status(const net::HttpRequest& req, std::string_view rest);
+  // /v1/connect/* (connect_endpoint.cc): CA roots and configuration, intentions.
+  Awaitable<net::HttpResponse> connect(net::HttpRequest& req, std::string_view rest);
+  Awaitable<net::HttpResponse> caConfiguration(net::HttpRequest& req);
+  Awaitable<net::HttpResponse> intentions(net::HttpRequest& req, std::string_view rest);
+  Awaitable<net::HttpResponse> intentionExact(net::HttpRequest& req);
+  void setPolicyHeader(net::HttpResponse& r) const;
   net::HttpResponse agent(const net::HttpRequest& req, std::string_view rest);
 
   // Answers of recent reads, keyed by path and query (minus index/wait), valid while the store
@@ -94,6 +114,7 @@ class HttpApi {
   Cluster cluster_;
   ServerInfo info_;
   InternalHandler internal_;
+  ConnectHooks connectHooks_;
 };
 
 net::HttpResponse errorResponse(const Error& e);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
 #include <limits>
 
 namespace taskmesh {
@@ -116,6 +118,16 @@ Result<std::chrono::milliseconds> parsePositiveDurationFlag(std::string_view fla
                      std::string(flag) + " must be positive, got \"" + std::string(text) + "\"");
   }
   return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
+std::string formatRfc3339(int64_t unixSeconds) {
+  auto secs = static_cast<time_t>(unixSeconds);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
 }
 
 }  // namespace taskmesh

@@ -22,4 +22,7 @@ Result<std::chrono::milliseconds> parsePositiveDurationFlag(std::string_view fla
 // Formats like Go's Duration.String(): "1m30s", "250ms", "0s".
 std::string formatDuration(std::chrono::nanoseconds d);
 
+// Unix seconds as RFC 3339 in UTC, as Consul writes certificate times: "2024-01-04T00:00:00Z".
+std::string formatRfc3339(int64_t unixSeconds);
+
 }  // namespace taskmesh

@@ -63,6 +63,11 @@ int main(int argc, char** argv) {
       ->add_option("--reconnect-timeout", server.reconnectTimeout,
                    "How long a failed node stays before it is reaped")
       ->capture_default_str();
+  serverCmd
+      ->add_option("--default-intention-policy", server.defaultIntentionPolicy,
+                   "What a connection no intention matches gets: allow or deny "
+                   "(Consul's acl.default_policy)")
+      ->capture_default_str();
 
   taskmesh::agent::AgentOptions agent;
   auto* agentCmd = app.add_subcommand(

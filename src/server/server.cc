@@ -16,6 +16,7 @@
 #include "base/node_id.h"
 #include "net/http_server.h"
 #include "raft/raft_node.h"
+#include "server/connect_ca.h"
 #include "server/liveness.h"
 #include "store/state_store.h"
 #include "store/watch_hub.h"
@@ -153,6 +154,13 @@ int run(const ServerOptions& o) {
   info.advertiseAddress = o.advertiseAddr.empty() ? o.bindAddr : o.advertiseAddr;
   info.serverPort = o.serverPort;
   info.version = kVersion;
+  if (o.defaultIntentionPolicy != "allow" && o.defaultIntentionPolicy != "deny") {
+    std::fprintf(stderr,
+                 "taskmesh server: -default-intention-policy must be allow or deny, got \"%s\"\n",
+                 o.defaultIntentionPolicy.c_str());
+    return 2;
+  }
+  info.defaultIntentionAllow = o.defaultIntentionPolicy == "allow";
   std::string raftAddress = info.advertiseAddress + ":" + std::to_string(o.serverPort);
 
   asio::io_context io(1);
@@ -166,9 +174,11 @@ int run(const ServerOptions& o) {
   };
   hooks.turnDone = [&mailbox] { mailbox.flush(); };
   raft::RaftNode* nodePtr = nullptr;
-  hooks.leaderReady = [&io, &info, &nodePtr, &mailbox] {
-    asio::post(io, [&io, &info, &nodePtr, &mailbox] {
+  ConnectCa* caPtr = nullptr;
+  hooks.leaderReady = [&io, &info, &nodePtr, &mailbox, &caPtr] {
+    asio::post(io, [&io, &info, &nodePtr, &mailbox, &caPtr] {
       asio::co_spawn(io, registerSelf(*nodePtr, mailbox, info), asio::detached);
+      if (caPtr) caPtr->leaderReady();
     });
   };
   raft::RaftOptions ro;
@@ -186,7 +196,12 @@ int run(const ServerOptions& o) {
   cluster.peers = [raftAddress] { return std::vector<std::string>{raftAddress}; };
   api::HttpApi httpApi(io, store, hub, cluster, info);
   Liveness liveness(io, store, cluster, info.nodeName, lo);
-  httpApi.setInternalHandler([&liveness](const net::HttpRequest& req, std::string_view rest) {
+  ConnectCa ca(io, store, cluster, info.datacenter);
+  caPtr = &ca;
+  httpApi.setConnectHooks(api::ConnectHooks{
+      .setCaConfig = [&ca](const api::CaConfigUpdate& u) { return ca.setConfig(u); }});
+  httpApi.setInternalHandler([&liveness, &ca](const net::HttpRequest& req, std::string_view rest) {
+    if (rest == "connect/sign") return ca.sign(req);
     if (rest.starts_with("heartbeat/") && rest.size() > 10) {
       if (req.method != "PUT" && req.method != "POST")
         return net::HttpResponse::text(405, "method " + req.method + " not allowed");
@@ -214,11 +229,13 @@ int run(const ServerOptions& o) {
                  info.datacenter, o.httpAddr, raftAddress, o.bootstrap);
 
   liveness.start();
+  ca.start();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& e, int sig) {
     if (e) return;
     logger()->info("signal={} shutting down", sig);
     liveness.stop();
+    ca.stop();
     http.stop();
     io.stop();
   });

@@ -21,6 +21,7 @@ struct ServerOptions {
   std::string logLevel = "info";            // -log-level
   std::string nodeFailureTimeout = "5s";    // -node-failure-timeout: silent node → critical
   std::string reconnectTimeout = "15m";     // -reconnect-timeout: critical node → reaped
+  std::string defaultIntentionPolicy = "allow";  // -default-intention-policy: allow | deny
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code.

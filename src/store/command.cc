@@ -6,7 +6,15 @@ namespace taskmesh::store {
 namespace {
 
 // Command type tags in the encoded form. Never renumber: they are in logs on disk.
-enum CommandType : int { kRegister = 1, kDeregister = 2, kKVSet = 3, kKVDelete = 4 };
+enum CommandType : int {
+  kRegister = 1,
+  kDeregister = 2,
+  kKVSet = 3,
+  kKVDelete = 4,
+  kCaSet = 5,
+  kIntentionSet = 6,
+  kIntentionDelete = 7,
+};
 
 template <typename T>
 void get(const Json& j, const char* key, T& out) {
@@ -38,6 +46,19 @@ Json encodeBody(const KVDeleteCommand& c) {
   return j;
 }
 
+Json encodeBody(const CaSetCommand& c) {
+  Json roots = Json::array();
+  for (const CaRoot& r : c.roots) roots.push_back(toJson(r));
+  return {{"cluster", c.clusterId},
+          {"config", toJson(c.config)},
+          {"roots", std::move(roots)},
+          {"cas", c.casIndex}};
+}
+Json encodeBody(const IntentionSetCommand& c) { return {{"i", toJson(c.intention)}}; }
+Json encodeBody(const IntentionDeleteCommand& c) {
+  return {{"src", c.sourceName}, {"dst", c.destinationName}};
+}
+
 int typeOf(const Command& c) {
   return std::visit(
       [](const auto& v) -> int {
@@ -45,7 +66,10 @@ int typeOf(const Command& c) {
         if constexpr (std::is_same_v<T, RegisterCommand>) return kRegister;
         if constexpr (std::is_same_v<T, DeregisterCommand>) return kDeregister;
         if constexpr (std::is_same_v<T, KVSetCommand>) return kKVSet;
-        return kKVDelete;
+        if constexpr (std::is_same_v<T, KVDeleteCommand>) return kKVDelete;
+        if constexpr (std::is_same_v<T, CaSetCommand>) return kCaSet;
+        if constexpr (std::is_same_v<T, IntentionSetCommand>) return kIntentionSet;
+        return kIntentionDelete;
       },
       c);
 }
@@ -87,6 +111,25 @@ Command decodeBody(int type, const Json& j) {
       if (j.contains("cas")) c.cas = j.at("cas").get<uint64_t>();
       return c;
     }
+    case kCaSet: {
+      CaSetCommand c;
+      c.clusterId = j.at("cluster").get<std::string>();
+      fromJson(j.at("config"), c.config);
+      for (const Json& rj : j.at("roots")) {
+        CaRoot r;
+        fromJson(rj, r);
+        c.roots.push_back(std::move(r));
+      }
+      c.casIndex = j.at("cas").get<uint64_t>();
+      return c;
+    }
+    case kIntentionSet: {
+      IntentionSetCommand c;
+      fromJson(j.at("i"), c.intention);
+      return c;
+    }
+    case kIntentionDelete:
+      return IntentionDeleteCommand{j.at("src").get<std::string>(), j.at("dst").get<std::string>()};
   }
   throw std::invalid_argument("unknown command type " + std::to_string(type));
 }
@@ -227,6 +270,83 @@ void fromJson(const Json& j, KVEntry& e) {
   get(j, "s", e.session);
   get(j, "ci", e.createIndex);
   get(j, "mi", e.modifyIndex);
+}
+
+Json toJson(const CaRoot& r) {
+  return {{"id", r.id},
+          {"name", r.name},
+          {"serial", r.serialNumber},
+          {"skid", r.signingKeyId},
+          {"nb", r.notBefore},
+          {"na", r.notAfter},
+          {"cert", r.rootCertPem},
+          {"key", r.privateKeyPem},
+          {"inter", r.intermediateCertPems},
+          {"active", r.active},
+          {"out", r.rotatedOutAt},
+          {"ci", r.createIndex},
+          {"mi", r.modifyIndex}};
+}
+void fromJson(const Json& j, CaRoot& r) {
+  get(j, "id", r.id);
+  get(j, "name", r.name);
+  get(j, "serial", r.serialNumber);
+  get(j, "skid", r.signingKeyId);
+  get(j, "nb", r.notBefore);
+  get(j, "na", r.notAfter);
+  get(j, "cert", r.rootCertPem);
+  get(j, "key", r.privateKeyPem);
+  get(j, "inter", r.intermediateCertPems);
+  get(j, "active", r.active);
+  get(j, "out", r.rotatedOutAt);
+  get(j, "ci", r.createIndex);
+  get(j, "mi", r.modifyIndex);
+}
+
+Json toJson(const CaConfig& c) {
+  return {{"provider", c.provider},
+          {"leaf", c.leafCertTtl},
+          {"rotation", c.rotationPeriod},
+          {"inter", c.intermediateCertTtl},
+          {"root", c.rootCertTtl},
+          {"ci", c.createIndex},
+          {"mi", c.modifyIndex}};
+}
+void fromJson(const Json& j, CaConfig& c) {
+  get(j, "provider", c.provider);
+  get(j, "leaf", c.leafCertTtl);
+  get(j, "rotation", c.rotationPeriod);
+  get(j, "inter", c.intermediateCertTtl);
+  get(j, "root", c.rootCertTtl);
+  get(j, "ci", c.createIndex);
+  get(j, "mi", c.modifyIndex);
+}
+
+Json toJson(const connect::Intention& i) {
+  return {{"sns", i.sourceNs},
+          {"src", i.sourceName},
+          {"dns", i.destinationNs},
+          {"dst", i.destinationName},
+          {"type", i.sourceType},
+          {"action", connect::actionName(i.action)},
+          {"desc", i.description},
+          {"meta", i.meta},
+          {"ci", i.createIndex},
+          {"mi", i.modifyIndex}};
+}
+void fromJson(const Json& j, connect::Intention& i) {
+  get(j, "sns", i.sourceNs);
+  get(j, "src", i.sourceName);
+  get(j, "dns", i.destinationNs);
+  get(j, "dst", i.destinationName);
+  get(j, "type", i.sourceType);
+  std::string action = "allow";
+  get(j, "action", action);
+  i.action = action == "deny" ? connect::IntentionAction::kDeny : connect::IntentionAction::kAllow;
+  get(j, "desc", i.description);
+  get(j, "meta", i.meta);
+  get(j, "ci", i.createIndex);
+  get(j, "mi", i.modifyIndex);
 }
 
 }  // namespace taskmesh::store

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "connect/intentions.h"
 #include "store/types.h"
 
 namespace taskmesh::store {
@@ -46,7 +47,31 @@ struct KVDeleteCommand {
   std::optional<uint64_t> cas;
 };
 
-using Command = std::variant<RegisterCommand, DeregisterCommand, KVSetCommand, KVDeleteCommand>;
+// Bootstrap, rotation and pruning of the Connect CA. The leader makes keys and certificates
+// outside apply (which must stay deterministic) and replicates the whole outcome: the cluster
+// ID (kept once set), the configuration and the full list of roots. `casIndex` is the
+// Tables::caIndex the leader computed it from; apply refuses it (value false) when another CA
+// change landed first, so two rotations can never interleave.
+struct CaSetCommand {
+  std::string clusterId;
+  CaConfig config;
+  std::vector<CaRoot> roots;  // exactly one active
+  uint64_t casIndex = 0;
+};
+
+// PUT /v1/connect/intentions/exact: upsert by (source, destination).
+struct IntentionSetCommand {
+  connect::Intention intention;
+};
+
+// DELETE /v1/connect/intentions/exact
+struct IntentionDeleteCommand {
+  std::string sourceName;
+  std::string destinationName;
+};
+
+using Command = std::variant<RegisterCommand, DeregisterCommand, KVSetCommand, KVDeleteCommand,
+                             CaSetCommand, IntentionSetCommand, IntentionDeleteCommand>;
 
 std::string encodeCommand(const Command& command);
 Result<Command> decodeCommand(std::string_view bytes);
@@ -60,5 +85,11 @@ void fromJson(const Json& j, Node& n);
 void fromJson(const Json& j, Service& s);
 void fromJson(const Json& j, Check& c);
 void fromJson(const Json& j, KVEntry& e);
+Json toJson(const CaRoot& r);
+Json toJson(const CaConfig& c);
+Json toJson(const connect::Intention& i);
+void fromJson(const Json& j, CaRoot& r);
+void fromJson(const Json& j, CaConfig& c);
+void fromJson(const Json& j, connect::Intention& i);
 
 }  // namespace taskmesh::store

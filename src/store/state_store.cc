@@ -349,6 +349,7 @@ std::string StateStore::encodeSnapshot(const Tables& t) {
     }
   }
   if (!kvs.empty()) appendFrame(out, Json{{"kvs", std::move(kvs)}}, &frames);
+  appendFrame(out, Json{{"connect", encodeConnectTables(t)}}, &frames);
   appendFrame(out, Json{{"end", frames}});
   return out;
 }
@@ -422,6 +423,8 @@ Result<void> StateStore::restore(std::string_view bytes) {
         }
         std::string name = entry.node.name;
         t.nodes.emplace(std::move(name), std::move(entry));
+      } else if (j.contains("connect")) {
+        decodeConnectTables(j.at("connect"), t);
       } else {
         for (const Json& kj : j.at("kvs")) {
           KVEntry e;

@@ -1,5 +1,6 @@
 #pragma once
-// The replicated state machine (DESIGN.md §3): catalog (nodes, services, checks) and KV.
+// The replicated state machine (DESIGN.md §3): catalog (nodes, services, checks), KV, and the
+// Connect tables (CA roots and configuration, intentions; connect_apply.cc).
 //
 // Threads: apply() and restore() run on the Raft thread; read() may run on any thread.
 // A shared_mutex guards the tables: apply/restore take it exclusively, read() shared.
@@ -50,6 +51,18 @@ struct Tables {
   std::map<std::string, uint64_t> serviceIndex;
   uint64_t lastIndex = 0;  // index of the last applied command
 
+  // Connect. clusterId is set by the first CaSetCommand and never changes; once set, caRoots
+  // holds exactly one active root (the signer), then rotated-out ones still trusted.
+  std::string clusterId;
+  CaConfig caConfig;
+  std::vector<CaRoot> caRoots;
+  uint64_t caIndex = 0;  // last change of roots or configuration
+  // Intentions by (source name, destination name): one per pair, as Consul keeps them.
+  std::map<std::pair<std::string, std::string>, connect::Intention> intentions;
+  uint64_t intentionsIndex = 0;  // last upsert or delete
+
+  const CaRoot* activeRoot() const;
+
   // Index for answers about one service: its own index, else the services table's.
   uint64_t indexForService(const std::string& name) const;
   // Index for a KV prefix listing: the highest ModifyIndex or delete index under the prefix;
@@ -67,8 +80,11 @@ struct Changes {
   bool checks = false;
   std::vector<std::string> serviceNames;  // services whose answers changed
   std::vector<std::string> kvKeys;        // keys written or deleted
+  bool ca = false;                        // roots or CA configuration
+  bool intentions = false;
   bool empty() const {
-    return !nodes && !services && !checks && serviceNames.empty() && kvKeys.empty();
+    return !nodes && !services && !checks && serviceNames.empty() && kvKeys.empty() && !ca &&
+           !intentions;
   }
 };
 
@@ -80,6 +96,10 @@ struct ApplyResult {
   std::optional<Error> error;
   Changes changes;
 };
+
+// The Connect tables' record in a snapshot (connect_apply.cc), and its inverse.
+Json encodeConnectTables(const Tables& t);
+void decodeConnectTables(const Json& j, Tables& t);  // throws on a malformed record (restore catches)
 
 // Tombstones kept before the oldest half is dropped (deterministically, inside apply).
 inline constexpr size_t kMaxTombstones = 65536;
@@ -109,6 +129,9 @@ class StateStore {
   ApplyResult applyOne(uint64_t index, const DeregisterCommand& c);
   ApplyResult applyOne(uint64_t index, const KVSetCommand& c);
   ApplyResult applyOne(uint64_t index, const KVDeleteCommand& c);
+  ApplyResult applyOne(uint64_t index, const CaSetCommand& c);
+  ApplyResult applyOne(uint64_t index, const IntentionSetCommand& c);
+  ApplyResult applyOne(uint64_t index, const IntentionDeleteCommand& c);
 
   void touchService(uint64_t index, const std::string& name, Changes& changes);
   void touchAllServicesOfNode(uint64_t index, const NodeEntry& entry, Changes& changes);

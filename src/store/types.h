@@ -89,6 +89,38 @@ struct KVEntry {
   uint64_t modifyIndex = 0;
 };
 
+// One Connect CA root (reference/consul-http-api.md §13.1). The private key is replicated so
+// that whichever server leads can sign; it never leaves the servers' API except through the
+// leaves it signs. Times are Unix seconds, so apply() never reads a clock.
+struct CaRoot {
+  std::string id;            // colon hex SHA-1 of the certificate
+  std::string name;          // "Consul CA Root Cert"
+  uint64_t serialNumber = 0;
+  std::string signingKeyId;  // colon hex subject key identifier
+  int64_t notBefore = 0;
+  int64_t notAfter = 0;
+  std::string rootCertPem;
+  std::string privateKeyPem;
+  std::vector<std::string> intermediateCertPems;  // the cross-signed form of this root, if any
+  bool active = false;
+  int64_t rotatedOutAt = 0;  // when it stopped being active (0 while active)
+  uint64_t createIndex = 0;
+  uint64_t modifyIndex = 0;
+  bool operator==(const CaRoot&) const = default;
+};
+
+// GET/PUT /v1/connect/ca/configuration, provider "consul". Durations in Consul's form ("72h").
+struct CaConfig {
+  std::string provider = "consul";
+  std::string leafCertTtl = "72h";
+  std::string rotationPeriod = "2160h";
+  std::string intermediateCertTtl = "8760h";
+  std::string rootCertTtl = "87600h";
+  uint64_t createIndex = 0;
+  uint64_t modifyIndex = 0;
+  bool operator==(const CaConfig&) const = default;
+};
+
 // Returns true when a and b are equal apart from their Raft indexes.
 template <typename T>
 bool sameContent(const T& a, T b) {

@@ -11,6 +11,8 @@ WatchHub::WaiterId WatchHub::add(const WatchSpec& spec, Waker waker) {
   if (spec.nodes) w.topics.emplace_back("t:nodes");
   if (spec.services) w.topics.emplace_back("t:services");
   if (spec.checks) w.topics.emplace_back("t:checks");
+  if (spec.ca) w.topics.emplace_back("t:ca");
+  if (spec.intentions) w.topics.emplace_back("t:intentions");
   for (const auto& s : spec.serviceNames) w.topics.push_back("s:" + s);
   for (const auto& k : spec.kvKeys) w.topics.push_back("k:" + k);
   for (const auto& p : spec.kvPrefixes) {
@@ -46,6 +48,8 @@ void WatchHub::notify(const Changes& changes) {
   if (changes.nodes) collect("t:nodes", woken);
   if (changes.services) collect("t:services", woken);
   if (changes.checks) collect("t:checks", woken);
+  if (changes.ca) collect("t:ca", woken);
+  if (changes.intentions) collect("t:intentions", woken);
   for (const auto& s : changes.serviceNames) collect("s:" + s, woken);
   for (const auto& k : changes.kvKeys) {
     collect("k:" + k, woken);

@@ -27,6 +27,8 @@ struct WatchSpec {
   std::vector<std::string> serviceNames;
   std::vector<std::string> kvKeys;      // exact keys
   std::vector<std::string> kvPrefixes;  // any key below the prefix ("" = the whole KV)
+  bool ca = false;
+  bool intentions = false;
 };
 
 class WatchHub {
