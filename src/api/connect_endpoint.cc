@@ -134,10 +134,7 @@ Result<connect::Intention> decodeIntentionBody(std::string_view body) {
   TM_TRY(meta, f.stringMap("Meta"));
   in.meta = std::move(meta);
   TM_TRY(type, f.str("SourceType"));
-  if (!type.empty() && type != "consul") {
-    return makeError(ErrorCode::kInvalidArgument,
-                     "SourceType must be \"consul\", got \"" + type + "\"");
-  }
+  if (!type.empty()) in.sourceType = type;  // validateIntention() names a wrong one
   return in;
 }
 
@@ -299,6 +296,7 @@ Awaitable<net::HttpResponse> HttpApi::intentionExact(net::HttpRequest& req) {
     if (!in) co_return errorResponse(in.error());
     in->sourceName = source;
     in->destinationName = destination;
+    if (auto v = connect::validateIntention(*in); !v) co_return errorResponse(v.error());
     store::Command command = store::IntentionSetCommand{std::move(*in)};
     co_return co_await write(command, true);
   }
