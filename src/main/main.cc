@@ -11,6 +11,7 @@
 #include "init/discover_servers.h"
 #include "init/mesh_init.h"
 #include "init/net_dial.h"
+#include "proxy/proxy.h"
 #include "runtime/ecs_command.h"
 #include "server/server.h"
 
@@ -133,6 +134,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   // ---- end mesh-init ----
 
+  // ---- proxy (src/proxy/proxy.h) ----
+  taskmesh::proxy::ProxyOptions proxy;
+  auto* proxyCmd = app.add_subcommand(
+      "proxy", "Run a task's sidecar proxy: mTLS public listener, upstream listeners, admin API");
+  proxyCmd->add_option("-c", proxy.bootstrapFile, "Bootstrap JSON file written by mesh-init");
+  proxyCmd->add_option("--proxy-id", proxy.proxyId, "Proxy service ID (instead of -c)");
+  proxyCmd->add_option("--http-addr", proxy.httpAddr,
+                       "Local agent HOST:PORT (default: CONSUL_HTTP_ADDR, then 127.0.0.1:8500)");
+  proxyCmd->add_option("--token", proxy.token, "ACL token (default: CONSUL_HTTP_TOKEN)");
+  proxyCmd->add_option("--admin-addr", proxy.adminAddr,
+                       "Admin API IP:PORT: /ready /stats /config_dump /clusters (default: "
+                       "127.0.0.1:19000)");
+  proxyCmd->add_option("--concurrency", proxy.concurrency, "Worker threads")->capture_default_str();
+  proxyCmd
+      ->add_option("--drain-timeout", proxy.drainTimeout,
+                   "On SIGTERM, how long open connections may finish (Go duration)")
+      ->capture_default_str();
+  proxyCmd->add_option("--log-level", proxy.logLevel, "trace, debug, info, warn, err")
+      ->capture_default_str();
+  // ---- end proxy ----
+
   taskmesh::runtime::RuntimeOptions ecs;
   auto* ecsCmd = app.add_subcommand(
       "ecs",
@@ -191,5 +213,6 @@ int main(int argc, char** argv) {
   if (discoverCmd->parsed()) return taskmesh::init::runDiscoverServers(discover);
   if (dialCmd->parsed()) return taskmesh::init::runNetDial(dial);
   if (meshInitCmd->parsed()) return taskmesh::init::runMeshInit(meshInit);  // mesh-init
+  if (proxyCmd->parsed()) return taskmesh::proxy::run(proxy);               // proxy
   return 2;
 }
