@@ -318,8 +318,7 @@ bool Connection::runPump(Pump& p) {
   return true;
 }
 
-Counter Connection::classifyHandshakeFailure(SSL* ssl, const IoResult& result,
-                                             bool server) const {
+Counter Connection::classifyHandshakeFailure(SSL* ssl, const IoResult& result, bool server) const {
   if (peerCheck_.refusal == PeerRefusal::kTrustDomain) return Counter::kTlsTrustDomain;
   if (peerCheck_.refusal == PeerRefusal::kSpiffeId) return Counter::kTlsSpiffeId;
   long verify = SSL_get_verify_result(ssl);

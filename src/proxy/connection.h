@@ -47,10 +47,10 @@ inline constexpr size_t kPumpBufferBytes = 16 * 1024;
 struct Side {
   Connection* owner = nullptr;
   int fd = -1;
-  TlsTransport transport;  // what ssl's BIO reads and writes
-  SslPtr ssl;              // null: plain TCP
-  bool canRead = false;    // the last read did not say "would block" (nor come back short)
-  bool canWrite = false;   // the last write did not say "would block"
+  TlsTransport transport;   // what ssl's BIO reads and writes
+  SslPtr ssl;               // null: plain TCP
+  bool canRead = false;     // the last read did not say "would block" (nor come back short)
+  bool canWrite = false;    // the last write did not say "would block"
   bool connecting = false;  // a non-blocking connect is in progress
   bool peerClosed = false;  // epoll reported the peer's FIN (or an error): read to the end
 

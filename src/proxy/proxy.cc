@@ -333,7 +333,7 @@ Awaitable<void> Proxy::drainLoop() {
 // ---- admin -----------------------------------------------------------------------------------
 
 Awaitable<net::HttpResponse> Proxy::admin(net::HttpRequest& req) {
-  bool get = req.method == "GET" || req.method == "HEAD";
+  bool get = req.method == "GET";
   if (req.path == "/ready" && get) {
     if (ready()) co_return net::HttpResponse::text(200, "LIVE");
     std::string why = draining_ ? "DRAINING" : !current_ ? "NO SNAPSHOT" : "LISTENERS NOT BOUND";

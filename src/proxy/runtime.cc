@@ -137,6 +137,12 @@ Result<SslCtxPtr> makeContext(bool server, const Credentials& c, const std::stri
                              SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_session_cache_mode(p, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_read_ahead(p, 1);
+  // BoringSSL's (and so Envoy's) TLS 1.3 preference: AES-128-GCM first; cheaper per record
+  // than OpenSSL's default AES-256-GCM, and a suite every TLS 1.3 peer implements.
+  if (SSL_CTX_set_ciphersuites(
+          p, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1) {
+    return makeError(ErrorCode::kInternal, "TLS ciphersuites: " + opensslError());
+  }
   if (server) SSL_CTX_set_num_tickets(p, 0);
   return ctx;
 }

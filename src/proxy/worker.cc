@@ -218,13 +218,12 @@ bool Worker::watch(int fd, Side* side) {
 }
 
 void Worker::watchEpoll() {
-  epoll_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                    [this](const error_code& ec) {
-                      if (!ec) return dispatchEpoll();
-                      if (ec != boost::asio::error::operation_aborted) {
-                        logger()->error("worker={} epoll wait failed: {}", id_, ec.message());
-                      }
-                    });
+  epoll_.async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    if (!ec) return dispatchEpoll();
+    if (ec != boost::asio::error::operation_aborted) {
+      logger()->error("worker={} epoll wait failed: {}", id_, ec.message());
+    }
+  });
 }
 
 void Worker::dispatchEpoll() {
