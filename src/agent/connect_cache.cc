@@ -13,8 +13,8 @@
 namespace taskmesh::agent {
 namespace {
 
-using nlohmann::json;
 using net::HttpResponse;
+using nlohmann::json;
 using std::chrono::milliseconds;
 
 constexpr const char* kWatchWait = "60s";
@@ -93,8 +93,8 @@ Awaitable<void> runWatch(asio::io_context* io, ServerLink* servers,
     Result<json> parsed = makeError(ErrorCode::kUnavailable, "no answer");
     if (r && r->status == 200) parsed = parseJsonBounded(r->body);
     if (!parsed) {
-      logger()->debug("watch path={} failed status={} error=\"{}\"", w->path,
-                      r ? r->status : 0, r ? r->body.substr(0, 200) : r.error().message);
+      logger()->debug("watch path={} failed status={} error=\"{}\"", w->path, r ? r->status : 0,
+                      r ? r->body.substr(0, 200) : r.error().message);
       co_await sleepFor(*io, backoff);
       backoff = std::min(backoff * 2, kBackoffMax);
       continue;
@@ -125,9 +125,13 @@ ConnectCache::~ConnectCache() { stop(); }
 
 void ConnectCache::start() {
   running_ = true;
+  reconcile();
+}
+
+void ConnectCache::ensureRoots() {
+  if (roots_ || !running_) return;
   roots_ = startWatch("/v1/connect/ca/roots");
   roots_->onChange = [this] { rootsChanged(); };
-  reconcile();
 }
 
 void ConnectCache::stop() {
@@ -177,6 +181,7 @@ void ConnectCache::reconcile() {
       if (!name.empty() && (type.empty() || type == "service")) upstreams.insert(name);
     }
   }
+  if (!destinations.empty()) ensureRoots();
   for (const auto& d : destinations) {
     if (!intentions_.contains(d)) {
       intentions_[d] = startWatch("/v1/connect/intentions/match?by=destination&name=" + d);
@@ -265,8 +270,7 @@ Awaitable<json> signLeaf(asio::io_context* io, ServerLink* servers, const bool* 
       }
     }
     logger()->warn("signing the leaf certificate failed service={} status={} error=\"{}\"",
-                   id.service, r ? r->status : 0,
-                   r ? r->body.substr(0, 200) : r.error().message);
+                   id.service, r ? r->status : 0, r ? r->body.substr(0, 200) : r.error().message);
     co_await sleepFor(*io, backoff);
     backoff = std::min(backoff * 2, kBackoffMax);
   }
@@ -281,36 +285,37 @@ void ConnectCache::issue(const std::string& service) {
   if (leaf.issuing || !running_ || td.empty()) return;  // rootsChanged() issues once roots come
   leaf.issuing = true;
   connect::ServiceId id{td, "default", datacenter_, service};
-  asio::co_spawn(
-      io_, signLeaf(&io_, &servers_, &running_, id),
-      [this, service](std::exception_ptr e, json answer) {
-        auto it = leaves_.find(service);
-        if (it == leaves_.end()) return;
-        Leaf& l = *it->second;
-        l.issuing = false;
-        if (e || answer.is_null() || !running_) return;
-        l.rootId = stringField(answer, "RootID");
-        l.answer = std::move(answer);
-        changed();
-        l.index = version_;
-        l.answer["CreateIndex"] = l.index;
-        l.answer["ModifyIndex"] = l.index;
-        logger()->info("leaf certificate issued service={} serial={} valid-before={}", service,
-                       stringField(l.answer, "SerialNumber"),
-                       stringField(l.answer, "ValidBefore"));
-        scheduleRenewal(l);
-        // The root may have rotated while this CSR was in flight.
-        if (!activeRootId().empty() && l.rootId != activeRootId()) issue(service);
-      });
+  asio::co_spawn(io_, signLeaf(&io_, &servers_, &running_, id),
+                 [this, service](std::exception_ptr e, json answer) {
+                   auto it = leaves_.find(service);
+                   if (it == leaves_.end()) return;
+                   Leaf& l = *it->second;
+                   l.issuing = false;
+                   if (e || answer.is_null() || !running_) return;
+                   l.rootId = stringField(answer, "RootID");
+                   l.answer = std::move(answer);
+                   changed();
+                   l.index = version_;
+                   l.answer["CreateIndex"] = l.index;
+                   l.answer["ModifyIndex"] = l.index;
+                   logger()->info("leaf certificate issued service={} serial={} valid-before={}",
+                                  service, stringField(l.answer, "SerialNumber"),
+                                  stringField(l.answer, "ValidBefore"));
+                   scheduleRenewal(l);
+                   // The root may have rotated while this CSR was in flight.
+                   if (!activeRootId().empty() && l.rootId != activeRootId()) issue(service);
+                 });
 }
 
 void ConnectCache::scheduleRenewal(Leaf& leaf) {
   auto notAfter = connect::certNotAfter(stringField(leaf.answer, "CertPEM"));
   if (!notAfter) return;
   auto now = std::chrono::system_clock::now();
-  auto wait = *notAfter > now ? renewAfter(*notAfter - now) : std::chrono::system_clock::duration(0);
+  auto wait =
+      *notAfter > now ? renewAfter(*notAfter - now) : std::chrono::system_clock::duration(0);
   if (!leaf.renewal) leaf.renewal = std::make_unique<asio::steady_timer>(io_);
-  leaf.renewal->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
+  leaf.renewal->expires_after(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
   std::string service = leaf.service;
   leaf.renewal->async_wait([this, service](boost::system::error_code ec) {
     if (!ec && running_ && leaves_.contains(service)) issue(service);
@@ -319,7 +324,8 @@ void ConnectCache::scheduleRenewal(Leaf& leaf) {
 
 // ---- blocking endpoints ----------------------------------------------------------------------
 
-Awaitable<HttpResponse> ConnectCache::blocking(const net::HttpRequest& req, const Compute& compute) {
+Awaitable<HttpResponse> ConnectCache::blocking(const net::HttpRequest& req,
+                                               const Compute& compute) {
   auto q = api::parseQueryOptions(req);
   if (!q) co_return HttpResponse::text(400, q.error().message);
   auto deadline = std::chrono::steady_clock::now() + q->wait;
@@ -339,26 +345,33 @@ Awaitable<HttpResponse> ConnectCache::blocking(const net::HttpRequest& req, cons
 }
 
 Awaitable<HttpResponse> ConnectCache::roots(const net::HttpRequest& req) {
+  ensureRoots();
   Compute compute = [this] {
     if (!roots_ || !roots_->ready || roots_->body.value("Roots", json::array()).empty()) {
       return Answer{0, HttpResponse::text(503, "the CA roots are not known yet"), false};
     }
-    return Answer{std::max<uint64_t>(roots_->index, 1), HttpResponse::json(roots_->body.dump()), true};
+    return Answer{std::max<uint64_t>(roots_->index, 1), HttpResponse::json(roots_->body.dump()),
+                  true};
   };
   co_return co_await blocking(req, compute);
 }
 
-Awaitable<HttpResponse> ConnectCache::leaf(const net::HttpRequest& req, const std::string& service) {
-  if (service.empty() || service.size() > 256) co_return HttpResponse::text(400, "Missing service name");
-  if (auto id = connect::parseServiceUri("spiffe://x.consul/ns/default/dc/dc/svc/" + service); !id) {
+Awaitable<HttpResponse> ConnectCache::leaf(const net::HttpRequest& req,
+                                           const std::string& service) {
+  if (service.empty() || service.size() > 256)
+    co_return HttpResponse::text(400, "Missing service name");
+  if (auto id = connect::parseServiceUri("spiffe://x.consul/ns/default/dc/dc/svc/" + service);
+      !id) {
     co_return HttpResponse::text(400, "invalid service name \"" + service + "\"");
   }
+  ensureRoots();
   leafFor(service);
   Compute compute = [this, service] {
     const Leaf& l = *leaves_.at(service);
     if (l.answer.is_null()) {
-      return Answer{0, HttpResponse::text(503, "the leaf certificate for " + service +
-                                                   " is not issued yet (waiting for the servers)"),
+      return Answer{0,
+                    HttpResponse::text(503, "the leaf certificate for " + service +
+                                                " is not issued yet (waiting for the servers)"),
                     false};
     }
     return Answer{l.index, HttpResponse::json(l.answer.dump()), true};
@@ -371,7 +384,8 @@ Awaitable<HttpResponse> ConnectCache::authorize(const net::HttpRequest& req) {
     co_return HttpResponse::text(405, "method " + req.method + " not allowed");
   }
   auto body = parseJsonBounded(req.body);
-  if (!body || !body->is_object()) co_return HttpResponse::text(400, "Request decode failed: expected a JSON object");
+  if (!body || !body->is_object())
+    co_return HttpResponse::text(400, "Request decode failed: expected a JSON object");
   std::string target = stringField(*body, "Target");
   std::string uri = stringField(*body, "ClientCertURI");
   if (target.empty()) co_return HttpResponse::text(400, "Target service must be specified");
@@ -381,6 +395,7 @@ Awaitable<HttpResponse> ConnectCache::authorize(const net::HttpRequest& req) {
   }
   auto id = connect::parseServiceUri(uri);
   if (!id) co_return HttpResponse::text(400, "ClientCertURI: " + id.error().message);
+  ensureRoots();
   auto& w = intentions_[target];
   if (!w) w = startWatch("/v1/connect/intentions/match?by=destination&name=" + target);
   w->pinned = true;
@@ -389,7 +404,8 @@ Awaitable<HttpResponse> ConnectCache::authorize(const net::HttpRequest& req) {
   waitReq.query.emplace("wait", std::to_string(kAuthorizeWait.count()) + "ms");
   Compute compute = [this, watch, target, source = *id] {
     if (!watch->ready || trustDomain().empty()) {
-      return Answer{0, HttpResponse::text(500, "intentions for " + target + " are not available yet"), false};
+      return Answer{
+          0, HttpResponse::text(500, "intentions for " + target + " are not available yet"), false};
     }
     json out;
     if (source.trustDomain != trustDomain()) {
@@ -401,7 +417,8 @@ Awaitable<HttpResponse> ConnectCache::authorize(const net::HttpRequest& req) {
     std::vector<connect::Intention> list;
     const json& matched = member(watch->body, target.c_str());
     for (size_t i = 0; matched.is_array() && i < matched.size(); ++i) {
-      if (auto in = connect::intentionFromJson(matched[i], "intention")) list.push_back(std::move(*in));
+      if (auto in = connect::intentionFromJson(matched[i], "intention"))
+        list.push_back(std::move(*in));
     }
     auto d = connect::authorize(list, source.service, target, watch->defaultAllow);
     out = {{"Authorized", d.allowed}, {"Reason", d.reason}};
@@ -453,7 +470,8 @@ std::optional<connect::ProxySnapshot> ConnectCache::buildSnapshot(const LocalSer
   s.defaultAllow = in->second->defaultAllow;
   const json& matched = member(in->second->body, s.service.c_str());
   for (size_t i = 0; matched.is_array() && i < matched.size(); ++i) {
-    if (auto x = connect::intentionFromJson(matched[i], "intention")) s.intentions.push_back(std::move(*x));
+    if (auto x = connect::intentionFromJson(matched[i], "intention"))
+      s.intentions.push_back(std::move(*x));
   }
   const json& ups = member(p, "Upstreams");
   for (size_t i = 0; ups.is_array() && i < ups.size(); ++i) {
@@ -466,10 +484,10 @@ std::optional<connect::ProxySnapshot> ConnectCache::buildSnapshot(const LocalSer
     up.localBindAddress = stringField(u, "LocalBindAddress", "127.0.0.1");
     up.localBindPort = intField(u, "LocalBindPort", 0);
     up.connectTimeoutMs = intField(member(u, "Config"), "connect_timeout_ms", 5000);
-    up.spiffeId = connect::ServiceId{s.trustDomain, "default",
-                                     up.datacenter.empty() ? datacenter_ : up.datacenter,
-                                     up.destinationName}
-                      .uri();
+    up.spiffeId =
+        connect::ServiceId{s.trustDomain, "default",
+                           up.datacenter.empty() ? datacenter_ : up.datacenter, up.destinationName}
+            .uri();
     auto w = upstreams_.find(up.destinationName);
     if (w == upstreams_.end() || !w->second->ready) {
       notReady = "the endpoints of upstream " + up.destinationName + " are not known yet";
@@ -491,8 +509,10 @@ std::optional<connect::ProxySnapshot> ConnectCache::buildSnapshot(const LocalSer
   return s;
 }
 
-Awaitable<HttpResponse> ConnectCache::proxy(const net::HttpRequest& req, const std::string& proxyId) {
-  if (req.method != "GET") co_return HttpResponse::text(405, "method " + req.method + " not allowed");
+Awaitable<HttpResponse> ConnectCache::proxy(const net::HttpRequest& req,
+                                            const std::string& proxyId) {
+  if (req.method != "GET")
+    co_return HttpResponse::text(405, "method " + req.method + " not allowed");
   Compute compute = [this, proxyId] {
     const LocalService* local = state_.service(proxyId);
     if (!local || local->service.kind != "connect-proxy") {
@@ -501,7 +521,8 @@ Awaitable<HttpResponse> ConnectCache::proxy(const net::HttpRequest& req, const s
     std::string notReady;
     auto snapshot = buildSnapshot(*local, notReady);
     if (!snapshot) {
-      return Answer{0, HttpResponse::text(503, "proxy " + proxyId + " is not ready: " + notReady), false};
+      return Answer{0, HttpResponse::text(503, "proxy " + proxyId + " is not ready: " + notReady),
+                    false};
     }
     json j = connect::toJson(*snapshot);
     size_t hash = std::hash<std::string>{}(j.dump());

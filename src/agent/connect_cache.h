@@ -46,7 +46,9 @@ class ConnectCache {
                std::string datacenter);
   ~ConnectCache();
 
-  // Starts the roots watch and the watches local proxies need. stop() ends every watch.
+  // Starts the watches local proxies need. The roots watch starts with the first use of
+  // Connect (a local connect-proxy or a request to a Connect endpoint), so an agent without
+  // Connect does no Connect work. stop() ends every watch.
   void start();
   void stop();
   // Local services changed: reconcile watches and wake snapshot readers.
@@ -78,6 +80,7 @@ class ConnectCache {
   void changed();  // bump the version and wake every waiter
 
   std::shared_ptr<Watch> startWatch(const std::string& path);
+  void ensureRoots();
   void reconcile();
   Leaf& leafFor(const std::string& service);
   void issue(const std::string& service);

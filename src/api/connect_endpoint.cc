@@ -102,11 +102,11 @@ Result<CaConfigUpdate> decodeCaConfigUpdate(std::string_view body, store::CaConf
   }
   Fields f(config, "Config");
   using std::chrono::hours;
-  for (auto r : {ttlField(f, "LeafCertTTL", kMinLeafTtl, kMaxLeafTtl, u.config.leafCertTtl),
-                 ttlField(f, "RotationPeriod", hours(1), hours(876000), u.config.rotationPeriod),
-                 ttlField(f, "IntermediateCertTTL", hours(1), hours(876000),
-                          u.config.intermediateCertTtl),
-                 ttlField(f, "RootCertTTL", hours(24), hours(876000), u.config.rootCertTtl)}) {
+  for (auto r :
+       {ttlField(f, "LeafCertTTL", kMinLeafTtl, kMaxLeafTtl, u.config.leafCertTtl),
+        ttlField(f, "RotationPeriod", hours(1), hours(876000), u.config.rotationPeriod),
+        ttlField(f, "IntermediateCertTTL", hours(1), hours(876000), u.config.intermediateCertTtl),
+        ttlField(f, "RootCertTTL", hours(24), hours(876000), u.config.rootCertTtl)}) {
     if (!r) return makeError(r.error());
   }
   return u;
@@ -149,7 +149,8 @@ std::vector<connect::Intention> allIntentions(const store::Tables& t) {
 Result<std::pair<std::string, std::string>> exactPair(const net::HttpRequest& req) {
   std::string source = req.param("source");
   std::string destination = req.param("destination");
-  if (!req.has("source")) return makeError(ErrorCode::kInvalidArgument, "required query parameter 'source' not set");
+  if (!req.has("source"))
+    return makeError(ErrorCode::kInvalidArgument, "required query parameter 'source' not set");
   if (!req.has("destination")) {
     return makeError(ErrorCode::kInvalidArgument, "required query parameter 'destination' not set");
   }
@@ -238,13 +239,15 @@ Awaitable<net::HttpResponse> HttpApi::intentions(net::HttpRequest& req, std::str
   if (rest == "match") {
     std::string by = req.param("by");
     if (by != "source" && by != "destination") {
-      co_return net::HttpResponse::text(400, "by must be \"source\" or \"destination\", got \"" +
-                                                 by + "\"");
+      co_return net::HttpResponse::text(
+          400, "by must be \"source\" or \"destination\", got \"" + by + "\"");
     }
     std::vector<std::string> names = req.params("name");
-    if (names.empty()) co_return net::HttpResponse::text(400, "required query parameter 'name' not set");
+    if (names.empty())
+      co_return net::HttpResponse::text(400, "required query parameter 'name' not set");
     for (const auto& n : names) {
-      if (auto r = connect::validateIntentionName("name", n); !r) co_return errorResponse(r.error());
+      if (auto r = connect::validateIntentionName("name", n); !r)
+        co_return errorResponse(r.error());
     }
     auto mode = by == "source" ? connect::MatchBy::kSource : connect::MatchBy::kDestination;
     store::WatchSpec spec{.intentions = true};
@@ -253,7 +256,8 @@ Awaitable<net::HttpResponse> HttpApi::intentions(net::HttpRequest& req, std::str
       Json out = Json::object();
       for (const auto& n : names) {
         Json list = Json::array();
-        for (const auto& in : connect::match(all, mode, n)) list.push_back(connect::intentionToJson(in));
+        for (const auto& in : connect::match(all, mode, n))
+          list.push_back(connect::intentionToJson(in));
         out[n] = std::move(list);
       }
       return Answer{t.intentionsIndex, jsonResponse(out)};

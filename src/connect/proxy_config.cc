@@ -70,7 +70,8 @@ class Reader {
 
   std::string path(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
   void fail(const char* key, const std::string& what) {
-    if (error_.empty()) error_ = (*key ? path(key) : path_.empty() ? "snapshot" : path_) + ": " + what;
+    if (error_.empty())
+      error_ = (*key ? path(key) : path_.empty() ? "snapshot" : path_) + ": " + what;
   }
   void adopt(const Error& e) {
     if (error_.empty()) error_ = e.message;
@@ -122,8 +123,10 @@ Result<UpstreamSnapshot> decodeUpstream(const json& j, const std::string& path) 
   if (const json* endpoints = r.array("Endpoints")) {
     for (size_t i = 0; i < endpoints->size() && r.ok(); ++i) {
       auto e = decodeEndpoint((*endpoints)[i], indexed(r.path("Endpoints"), i));
-      if (!e) r.adopt(e.error());
-      else u.endpoints.push_back(std::move(*e));
+      if (!e)
+        r.adopt(e.error());
+      else
+        u.endpoints.push_back(std::move(*e));
     }
   }
   if (r.ok() && u.destinationName.empty()) r.fail("DestinationName", "must not be empty");
@@ -148,7 +151,8 @@ Result<Intention> intentionFromJson(const json& j, const std::string& path) {
   r.index("ModifyIndex", in.modifyIndex);
   if (!r.ok()) return makeError(ErrorCode::kInvalidArgument, r.error());
   auto parsed = parseAction(action);
-  if (!parsed) return makeError(ErrorCode::kInvalidArgument, r.path("Action") + ": " + parsed.error().message);
+  if (!parsed)
+    return makeError(ErrorCode::kInvalidArgument, r.path("Action") + ": " + parsed.error().message);
   in.action = *parsed;
   if (auto meta = j.find("Meta"); meta != j.end() && !meta->is_null()) {
     if (!meta->is_object()) {
@@ -156,7 +160,8 @@ Result<Intention> intentionFromJson(const json& j, const std::string& path) {
     }
     for (const auto& [k, v] : meta->items()) {
       if (!v.is_string()) {
-        return makeError(ErrorCode::kInvalidArgument, r.path("Meta") + "." + k + ": expected a string");
+        return makeError(ErrorCode::kInvalidArgument,
+                         r.path("Meta") + "." + k + ": expected a string");
       }
       in.meta[k] = v.get<std::string>();
     }
@@ -284,8 +289,10 @@ Result<ProxySnapshot> proxySnapshotFromJson(const json& j) {
   if (const json* ups = r.array("Upstreams")) {
     for (size_t i = 0; i < ups->size() && r.ok(); ++i) {
       auto u = decodeUpstream((*ups)[i], indexed("Upstreams", i));
-      if (!u) r.adopt(u.error());
-      else s.upstreams.push_back(std::move(*u));
+      if (!u)
+        r.adopt(u.error());
+      else
+        s.upstreams.push_back(std::move(*u));
     }
   }
   if (r.ok()) decodeLeafAndRoots(r, s);
@@ -293,8 +300,10 @@ Result<ProxySnapshot> proxySnapshotFromJson(const json& j) {
   if (const json* ins = r.array("Intentions")) {
     for (size_t i = 0; i < ins->size() && r.ok(); ++i) {
       auto in = intentionFromJson((*ins)[i], indexed("Intentions", i));
-      if (!in) r.adopt(in.error());
-      else s.intentions.push_back(std::move(*in));
+      if (!in)
+        r.adopt(in.error());
+      else
+        s.intentions.push_back(std::move(*in));
     }
   }
   if (r.ok()) checkDistinctPorts(r, s);

@@ -37,11 +37,11 @@ struct UpstreamSnapshot {
 };
 
 struct ProxySnapshot {
-  uint64_t index = 0;      // X-Consul-Index it was served with; changes whenever content does
-  std::string proxyId;     // "web-1-sidecar-proxy"
-  std::string service;     // the destination service this proxy fronts ("web")
-  std::string serviceId;   // its instance ID
-  std::string datacenter;  // "dc1"
+  uint64_t index = 0;       // X-Consul-Index it was served with; changes whenever content does
+  std::string proxyId;      // "web-1-sidecar-proxy"
+  std::string service;      // the destination service this proxy fronts ("web")
+  std::string serviceId;    // its instance ID
+  std::string datacenter;   // "dc1"
   std::string trustDomain;  // "<cluster-uuid>.consul"
 
   std::string publicBindAddress = "0.0.0.0";
@@ -52,13 +52,14 @@ struct ProxySnapshot {
 
   std::vector<UpstreamSnapshot> upstreams;
 
-  std::string leafCertPem;  // leaf first, then any intermediates (cross-signed roots)
-  std::string leafKeyPem;   // never logged
-  std::string leafValidBefore;  // RFC 3339, for /config_dump
+  std::string leafCertPem;            // leaf first, then any intermediates (cross-signed roots)
+  std::string leafKeyPem;             // never logged
+  std::string leafValidBefore;        // RFC 3339, for /config_dump
   std::vector<std::string> rootPems;  // every trusted root (active and rotated-out)
 
-  bool defaultAllow = true;           // when no intention matches
-  std::vector<Intention> intentions;  // those whose destination matches `service`, in evaluation order
+  bool defaultAllow = true;  // when no intention matches
+  std::vector<Intention>
+      intentions;  // those whose destination matches `service`, in evaluation order
 };
 
 nlohmann::json toJson(const ProxySnapshot& snapshot);

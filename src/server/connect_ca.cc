@@ -270,8 +270,8 @@ net::HttpResponse ConnectCa::sign(const net::HttpRequest& req) {
   auto leaf = connect::signLeaf(fromRow(*root), csr, o);
   if (!leaf) return net::HttpResponse::text(400, leaf.error().message);
   if (!leaf->service.datacenter.empty() && leaf->service.datacenter != datacenter_) {
-    return net::HttpResponse::text(400, "CSR is for datacenter " + leaf->service.datacenter +
-                                            ", this is " + datacenter_);
+    return net::HttpResponse::text(
+        400, "CSR is for datacenter " + leaf->service.datacenter + ", this is " + datacenter_);
   }
   return net::HttpResponse::json(leafJson(*leaf, *root, v.caIndex).dump());
 }

@@ -304,12 +304,9 @@ void fromJson(const Json& j, CaRoot& r) {
 }
 
 Json toJson(const CaConfig& c) {
-  return {{"provider", c.provider},
-          {"leaf", c.leafCertTtl},
-          {"rotation", c.rotationPeriod},
-          {"inter", c.intermediateCertTtl},
-          {"root", c.rootCertTtl},
-          {"ci", c.createIndex},
+  return {{"provider", c.provider},       {"leaf", c.leafCertTtl},
+          {"rotation", c.rotationPeriod}, {"inter", c.intermediateCertTtl},
+          {"root", c.rootCertTtl},        {"ci", c.createIndex},
           {"mi", c.modifyIndex}};
 }
 void fromJson(const Json& j, CaConfig& c) {
@@ -323,16 +320,11 @@ void fromJson(const Json& j, CaConfig& c) {
 }
 
 Json toJson(const connect::Intention& i) {
-  return {{"sns", i.sourceNs},
-          {"src", i.sourceName},
-          {"dns", i.destinationNs},
-          {"dst", i.destinationName},
-          {"type", i.sourceType},
-          {"action", connect::actionName(i.action)},
-          {"desc", i.description},
-          {"meta", i.meta},
-          {"ci", i.createIndex},
-          {"mi", i.modifyIndex}};
+  return {{"sns", i.sourceNs},      {"src", i.sourceName},
+          {"dns", i.destinationNs}, {"dst", i.destinationName},
+          {"type", i.sourceType},   {"action", connect::actionName(i.action)},
+          {"desc", i.description},  {"meta", i.meta},
+          {"ci", i.createIndex},    {"mi", i.modifyIndex}};
 }
 void fromJson(const Json& j, connect::Intention& i) {
   get(j, "sns", i.sourceNs);

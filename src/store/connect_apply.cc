@@ -9,7 +9,9 @@
 namespace taskmesh::store {
 namespace {
 
-Error invalid(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message)}; }
+Error invalid(std::string message) {
+  return Error{ErrorCode::kInvalidArgument, std::move(message)};
+}
 
 }  // namespace
 
@@ -35,7 +37,8 @@ ApplyResult StateStore::applyOne(uint64_t index, const CaSetCommand& c) {
     r.error = invalid("CA: the cluster ID cannot change (is " + t.clusterId + ")");
     return r;
   }
-  auto active = std::count_if(c.roots.begin(), c.roots.end(), [](const CaRoot& x) { return x.active; });
+  auto active =
+      std::count_if(c.roots.begin(), c.roots.end(), [](const CaRoot& x) { return x.active; });
   if (active != 1) {
     r.error = invalid("CA: exactly one root must be active, got " + std::to_string(active));
     return r;

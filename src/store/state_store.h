@@ -99,7 +99,8 @@ struct ApplyResult {
 
 // The Connect tables' record in a snapshot (connect_apply.cc), and its inverse.
 Json encodeConnectTables(const Tables& t);
-void decodeConnectTables(const Json& j, Tables& t);  // throws on a malformed record (restore catches)
+void decodeConnectTables(const Json& j,
+                         Tables& t);  // throws on a malformed record (restore catches)
 
 // Tombstones kept before the oldest half is dropped (deterministically, inside apply).
 inline constexpr size_t kMaxTombstones = 65536;

@@ -93,8 +93,8 @@ struct KVEntry {
 // that whichever server leads can sign; it never leaves the servers' API except through the
 // leaves it signs. Times are Unix seconds, so apply() never reads a clock.
 struct CaRoot {
-  std::string id;            // colon hex SHA-1 of the certificate
-  std::string name;          // "Consul CA Root Cert"
+  std::string id;    // colon hex SHA-1 of the certificate
+  std::string name;  // "Consul CA Root Cert"
   uint64_t serialNumber = 0;
   std::string signingKeyId;  // colon hex subject key identifier
   int64_t notBefore = 0;
