@@ -14,6 +14,8 @@
 #include "proxy/proxy.h"
 #include "runtime/ecs_command.h"
 #include "server/server.h"
+#include "up/task_definition_command.h"
+#include "up/up_command.h"
 
 namespace {
 
@@ -190,6 +192,43 @@ int main(int argc, char** argv) {
   ecsTimelineCmd->add_option("--api-addr", ecsClientAddr, "The runtime's API address")
       ->capture_default_str();
 
+  taskmesh::up::TaskDefinitionOptions td;
+  auto* tdCmd = app.add_subcommand(
+      "task-definition",
+      "Write the mesh task definition for an app (or the server's), for the local runtime or ECS");
+  tdCmd->add_option("--app", td.appFile, "The app's task definition (RegisterTaskDefinition JSON)");
+  tdCmd->add_option("--mesh-config", td.meshConfigFile,
+                    "Mesh config JSON (service, proxy: the fields of TASKMESH_CONFIG_JSON)");
+  tdCmd->add_flag("--server", td.server, "Write the server's task definition instead");
+  tdCmd->add_option("--image", td.mesh.image, "Image of the taskmesh containers")
+      ->capture_default_str();
+  tdCmd->add_option("--server-service", td.mesh.serverService,
+                    "ECS service of the server task (for discover-servers)")
+      ->capture_default_str();
+  tdCmd->add_option("--family", td.serverTask.family, "Family of the server task")
+      ->capture_default_str();
+  tdCmd->add_option("--default-intention-policy", td.serverTask.defaultIntentionPolicy,
+                    "The server's default: allow or deny")
+      ->capture_default_str();
+  tdCmd->add_option("-o,--out", td.outFile, "Write here instead of stdout");
+
+  taskmesh::up::UpOptions up;
+  auto* upCmd = app.add_subcommand(
+      "up", "Run a stack (examples/NAME) on the local ECS runtime until Ctrl-C; print T0-T4");
+  upCmd->add_option("dir", up.dir, "Stack directory with stack.json")->required();
+  upCmd->add_option("--api-addr", up.apiAddr, "ECS runtime to use, or to start")
+      ->capture_default_str();
+  upCmd->add_option("--data-dir", up.dataDir,
+                    "Data dir of a runtime that up starts (default: a temp dir, removed)");
+  upCmd->add_option("--subnet", up.subnet, "Task subnet of a runtime that up starts");
+  upCmd->add_option("--timeout", up.timeout, "How long to wait for the mesh to be ready")
+      ->capture_default_str();
+  upCmd->add_option("--report", up.reportFile, "Write tasks and their T0-T4 here as JSON");
+  upCmd->add_option("--image", up.image, "Image of the taskmesh containers")
+      ->capture_default_str();
+  upCmd->add_option("--log-level", up.logLevel, "trace, debug, info, warn, err")
+      ->capture_default_str();
+
   std::vector<std::string> args = normaliseFlags(argc, argv);
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
@@ -208,6 +247,11 @@ int main(int argc, char** argv) {
     }
     return taskmesh::runtime::runEcs(ecs);
   }
+  if (tdCmd->parsed()) {
+    td.serverTask.image = td.mesh.image;
+    return taskmesh::up::runTaskDefinition(td);
+  }
+  if (upCmd->parsed()) return taskmesh::up::runUp(up);
   if (serverCmd->parsed()) return taskmesh::server::run(server);
   if (agentCmd->parsed()) return taskmesh::agent::run(agent);
   if (discoverCmd->parsed()) return taskmesh::init::runDiscoverServers(discover);

@@ -36,6 +36,12 @@ std::vector<std::string> stringArray(const nlohmann::json& j) {
   return out;
 }
 
+// The ECS API is served by the same listener as the metadata endpoint, at its root.
+std::string ecsEndpoint(const std::string& metadataBaseUrl) {
+  auto v4 = metadataBaseUrl.rfind("v4/");
+  return v4 == std::string::npos ? metadataBaseUrl : metadataBaseUrl.substr(0, v4);
+}
+
 std::vector<std::string> environment(const ContainerSpecInputs& in, const nlohmann::json* ov) {
   const auto& def = in.definition.containers[in.index];
   const auto& rec = in.task.containers[in.index];
@@ -45,6 +51,11 @@ std::vector<std::string> environment(const ContainerSpecInputs& in, const nlohma
       {"ECS_CONTAINER_METADATA_URI_V4", in.metadataBaseUrl + rec.metadataId},
       {"AWS_REGION", in.region},
       {"AWS_DEFAULT_REGION", in.region},
+      // The AWS SDKs (and discover-servers) reach this runtime's ECS API instead of AWS; it
+      // does not check signatures, so any credentials do. A container may set its own.
+      {"AWS_ENDPOINT_URL_ECS", ecsEndpoint(in.metadataBaseUrl)},
+      {"AWS_ACCESS_KEY_ID", "taskmesh-local"},
+      {"AWS_SECRET_ACCESS_KEY", "taskmesh-local"},
   };
   auto set = [&](const std::string& name, const std::string& value) {
     for (auto& [n, v] : vars) {

@@ -20,9 +20,9 @@ std::vector<std::string> probeArgs(const std::vector<std::string>& command) {
 
 }  // namespace
 
-void TaskRunner::scheduleProbe(size_t index, int delaySeconds) {
+void TaskRunner::scheduleProbe(size_t index, std::chrono::milliseconds delay) {
   auto& run = *runs_[index];
-  run.healthTimer.expires_after(std::chrono::seconds(delaySeconds));
+  run.healthTimer.expires_after(delay);
   auto self = weak_from_this();
   run.healthTimer.async_wait([self, index](boost::system::error_code ec) {
     if (ec) return;
@@ -57,9 +57,13 @@ void TaskRunner::onProbe(size_t index, const ExecResult& result) {
     run.everHealthy = true;
     run.consecutiveFailures = 0;
     c.healthStatus = "HEALTHY";
-  } else if (run.everHealthy || now >= c.startedAt + hc.startPeriod) {
-    ++run.consecutiveFailures;
-    if (run.consecutiveFailures >= hc.retries) c.healthStatus = "UNHEALTHY";
+  } else if (run.everHealthy || now >= run.nextCountedProbeAt) {
+    // Before the first success only one failure per interval counts (Docker's pace).
+    run.nextCountedProbeAt = now + hc.interval;
+    if (run.everHealthy || now >= c.startedAt + hc.startPeriod) {
+      ++run.consecutiveFailures;
+      if (run.consecutiveFailures >= hc.retries) c.healthStatus = "UNHEALTHY";
+    }
   }
   if (c.healthStatus != previous) {
     c.healthSince = now;
@@ -70,7 +74,16 @@ void TaskRunner::onProbe(size_t index, const ExecResult& result) {
     touched();
     advance();
   }
-  if (record().containers[index].lastStatus == "RUNNING") scheduleProbe(index, hc.interval);
+  if (record().containers[index].lastStatus != "RUNNING") return;
+  scheduleProbe(index, nextProbeDelay(index));
+}
+
+std::chrono::milliseconds TaskRunner::nextProbeDelay(size_t index) const {
+  const auto& run = *runs_[index];
+  const auto interval =
+      std::chrono::milliseconds(definition_.containers[index].healthCheck->interval * 1000);
+  if (run.everHealthy) return interval;
+  return std::min(interval, kEarlyProbePeriod);
 }
 
 // Task health over essential containers: UNHEALTHY > UNKNOWN > HEALTHY (ecs.md §5.4).

@@ -280,7 +280,9 @@ void TaskRunner::onStarted(size_t index, Result<pid_t> pid) {
   c.startedAt = nowSeconds();
   note(c.name, "RUNNING", "pid=" + std::to_string(*pid));
   if (definition_.containers[index].healthCheck) {
-    scheduleProbe(index, definition_.containers[index].healthCheck->interval);
+    runs_[index]->nextCountedProbeAt =
+        c.startedAt + definition_.containers[index].healthCheck->interval;
+    scheduleProbe(index, std::chrono::milliseconds(0));  // the first probe runs at once
   }
   touched();
   advance();

@@ -13,9 +13,13 @@
 //   STOPPED
 //
 // Health checks (CMD / CMD-SHELL / no prefix = CMD) run inside the container through
-// ContainerEngine::exec with Docker's semantics: first probe `interval` after start, the next
-// `interval` after the previous one finished, `retries` consecutive failures → UNHEALTHY, a
-// pass → HEALTHY, failures inside `startPeriod` don't count until the first pass.
+// ContainerEngine::exec with Docker's semantics — the next probe `interval` after the previous
+// one finished, `retries` consecutive failures → UNHEALTHY, a pass → HEALTHY, failures inside
+// `startPeriod` don't count until the first pass — with one difference that makes a HEALTHY
+// dependency cost milliseconds instead of an interval (reference/consul-ecs.md §10.1): until
+// its first pass a container is probed at once and then every kEarlyProbePeriod, and of those
+// early probes at most one failure per `interval` counts. So HEALTHY comes as soon as the
+// check passes, and UNHEALTHY never comes sooner than Docker would say it.
 //
 // Every transition is written to the task's timeline and its ECS timestamps.
 //
@@ -23,6 +27,7 @@
 // runners through shared_ptr; engine and network callbacks hold weak_ptrs, so a runner can be
 // dropped at any time. The TaskRecord lives in the Registry; the runner looks it up by id.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -35,6 +40,9 @@
 #include "runtime/task_network.h"
 
 namespace taskmesh::runtime {
+
+// Pace of the health probes of a container that has not passed yet (see above).
+inline constexpr std::chrono::milliseconds kEarlyProbePeriod{200};
 
 // What all runners share. Owned by the Runtime; outlives every runner.
 struct TaskRunnerContext {
@@ -83,6 +91,7 @@ class TaskRunner : public std::enable_shared_from_this<TaskRunner> {
     bool removed = false;         // nothing left for engine.remove()
     bool everHealthy = false;
     int consecutiveFailures = 0;
+    double nextCountedProbeAt = 0;  // before the first HEALTHY: when a failure next counts
     asio::steady_timer healthTimer;
     asio::steady_timer killTimer;
   };
@@ -107,7 +116,8 @@ class TaskRunner : public std::enable_shared_from_this<TaskRunner> {
   void deprovision();
   void finish();
 
-  void scheduleProbe(size_t index, int delaySeconds);
+  void scheduleProbe(size_t index, std::chrono::milliseconds delay);
+  std::chrono::milliseconds nextProbeDelay(size_t index) const;
   void probe(size_t index);
   void onProbe(size_t index, const ExecResult& result);
   void updateTaskHealth();
