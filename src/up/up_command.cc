@@ -258,6 +258,8 @@ Result<void> Up::createService(const std::string& name, const json& definition, 
                {"taskDefinition", arn},
                {"desiredCount", count},
                {"launchType", "FARGATE"},
+               // The local runtime takes any subnet name; its task IPs come from -subnet.
+               {"networkConfiguration", {{"awsvpcConfiguration", {{"subnets", {"subnet-local"}}}}}},
                {"deploymentConfiguration",
                 {{"maximumPercent", 200}, {"minimumHealthyPercent", 100}}}};
   auto created = api_.call("CreateService", body);

@@ -129,9 +129,13 @@ Result<void> writeRootfs(const std::string& rootfs) {
   for (const char* dir : {"usr", "etc", "proc", "dev", "sys", "tmp", "run"}) {
     if (auto r = makeDirs(rootfs + "/" + dir); !r) return r;
   }
+  // runc gives a tmpfs the mode of the directory it is mounted on: /tmp must be 1777 for
+  // containers that run as another user than root.
+  std::error_code ec;
+  fs::permissions(rootfs + "/tmp", fs::perms::all | fs::perms::sticky_bit, ec);
+  if (ec) return makeError(ErrorCode::kIo, "cannot chmod " + rootfs + "/tmp: " + ec.message());
   for (const char* link : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
     std::string target = std::string("usr/") + link;
-    std::error_code ec;
     if (!fs::is_directory("/" + target, ec)) continue;
     std::string path = rootfs + "/" + link;
     if (fs::is_symlink(path, ec)) continue;  // a bundle being rewritten

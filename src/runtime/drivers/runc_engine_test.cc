@@ -227,14 +227,15 @@ TEST_F(RuncEngineTest, BindMountSharedByTwoContainers) {
 TEST_F(RuncEngineTest, EnvCwdUserAndHostBinary) {
   auto s = spec("who", {"/bin/sh", "-c",
                         "echo \"$GREETING\"; pwd; id -u; id -g; hostname; "
-                        "test -x /usr/local/bin/taskmesh && echo has-binary"});
+                        "test -x /usr/local/bin/taskmesh && echo has-binary; "
+                        "touch /tmp/mine && echo tmp-writable"});
   s.env.push_back("GREETING=hi there");
   s.cwd = "/tmp";
   s.uid = 1234;
   s.gid = 4321;
   s.hostname = "myhost";
   EXPECT_EQ(runToExit(s), 0);
-  EXPECT_EQ(slurp(s.logPath), "hi there\n/tmp\n1234\n4321\nmyhost\nhas-binary\n");
+  EXPECT_EQ(slurp(s.logPath), "hi there\n/tmp\n1234\n4321\nmyhost\nhas-binary\ntmp-writable\n");
 }
 
 TEST_F(RuncEngineTest, JoinsTheTaskNetworkNamespace) {
