@@ -136,6 +136,29 @@ class MeshE2ETest(unittest.TestCase):
     def passing_backends(self):
         return {e["Service"]["ID"] for e in self.consul("GET", "/v1/health/service/backend?passing")}
 
+    # 0 -----------------------------------------------------------------------------------------
+    def test_0_task_definitions_validate_against_the_ecs_model(self):
+        # The ECS API model of the AWS CLI's botocore (Debian's awscli package).
+        from awscli.botocore.session import get_session
+        from awscli.botocore.validate import ParamValidator
+        shape = get_session().get_service_model("ecs").operation_model(
+            "RegisterTaskDefinition").input_shape
+        runs = [["-server"]] + [["-app", os.path.join(EXAMPLE, f"{n}.task.json"), "-mesh-config",
+                                  os.path.join(EXAMPLE, f"{n}.mesh.json")]
+                                 for n in ("backend", "frontend")]
+        for args in runs:
+            out = subprocess.run([binary(), "task-definition", *args], capture_output=True,
+                                 text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            result = ParamValidator().validate(json.loads(out.stdout), shape)
+            self.assertFalse(result.has_errors(), result.generate_report())
+        bad = subprocess.run([binary(), "task-definition", "-app",
+                              os.path.join(EXAMPLE, "backend.task.json"), "-mesh-config",
+                              os.path.join(EXAMPLE, "stack.json")],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("mesh config: cluster: unknown field", bad.stderr)
+
     # 1 -----------------------------------------------------------------------------------------
     def test_1_startup_follows_the_timeline(self):
         report = self.report()
