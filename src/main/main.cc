@@ -202,13 +202,15 @@ int main(int argc, char** argv) {
   tdCmd->add_flag("--server", td.server, "Write the server's task definition instead");
   tdCmd->add_option("--image", td.mesh.image, "Image of the taskmesh containers")
       ->capture_default_str();
-  tdCmd->add_option("--server-service", td.mesh.serverService,
-                    "ECS service of the server task (for discover-servers)")
+  tdCmd
+      ->add_option("--server-service", td.mesh.serverService,
+                   "ECS service of the server task (for discover-servers)")
       ->capture_default_str();
   tdCmd->add_option("--family", td.serverTask.family, "Family of the server task")
       ->capture_default_str();
-  tdCmd->add_option("--default-intention-policy", td.serverTask.defaultIntentionPolicy,
-                    "The server's default: allow or deny")
+  tdCmd
+      ->add_option("--default-intention-policy", td.serverTask.defaultIntentionPolicy,
+                   "The server's default: allow or deny")
       ->capture_default_str();
   tdCmd->add_option("-o,--out", td.outFile, "Write here instead of stdout");
 
@@ -224,8 +226,7 @@ int main(int argc, char** argv) {
   upCmd->add_option("--timeout", up.timeout, "How long to wait for the mesh to be ready")
       ->capture_default_str();
   upCmd->add_option("--report", up.reportFile, "Write tasks and their T0-T4 here as JSON");
-  upCmd->add_option("--image", up.image, "Image of the taskmesh containers")
-      ->capture_default_str();
+  upCmd->add_option("--image", up.image, "Image of the taskmesh containers")->capture_default_str();
   upCmd->add_option("--log-level", up.logLevel, "trace, debug, info, warn, err")
       ->capture_default_str();
 

@@ -47,8 +47,8 @@ void CatalogWatch::run() {
   std::string index = "0";
   while (!stopping_) {
     net::HttpClientRequest req;
-    req.url = "http://" + server_ + "/v1/health/service/" + service_ +
-              "?passing&wait=2s&index=" + index;
+    req.url =
+        "http://" + server_ + "/v1/health/service/" + service_ + "?passing&wait=2s&index=" + index;
     req.timeout = milliseconds(5000);
     auto resp = net::httpRequest(req);
     double now = unixNow();

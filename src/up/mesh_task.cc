@@ -20,8 +20,8 @@ Error appError(const std::string& what) {
 }
 
 json meshMount(bool readOnly) {
-  return json{{"sourceVolume", kMeshVolume}, {"containerPath", kMeshMountPath},
-              {"readOnly", readOnly}};
+  return json{
+      {"sourceVolume", kMeshVolume}, {"containerPath", kMeshMountPath}, {"readOnly", readOnly}};
 }
 
 json kv(const std::string& name, const std::string& value) {
@@ -35,12 +35,9 @@ json dependsOn(const std::string& container, const std::string& condition) {
 // A mesh container running `taskmesh <args...>`.
 json meshContainer(const std::string& name, const MeshTaskOptions& o, bool essential,
                    std::vector<std::string> args) {
-  return json{{"name", name},
-              {"image", o.image},
-              {"essential", essential},
-              {"entryPoint", json::array({kBinaryInImage})},
-              {"command", args},
-              {"mountPoints", json::array({meshMount(false)})}};
+  return json{{"name", name},           {"image", o.image},
+              {"essential", essential}, {"entryPoint", json::array({kBinaryInImage})},
+              {"command", args},        {"mountPoints", json::array({meshMount(false)})}};
 }
 
 // The app definition must be an object whose containers do not collide with ours.
@@ -68,9 +65,10 @@ Result<void> checkApp(const json& app) {
   }
   if (auto mode = app.find("networkMode");
       mode != app.end() && !mode->is_null() && *mode != "awsvpc") {
-    return makeError(appError("networkMode: the mesh needs \"awsvpc\" (one network namespace per "
-                              "task, shared by the app and its sidecar), got " +
-                              mode->dump()));
+    return makeError(
+        appError("networkMode: the mesh needs \"awsvpc\" (one network namespace per "
+                 "task, shared by the app and its sidecar), got " +
+                 mode->dump()));
   }
   if (auto volumes = app.find("volumes"); volumes != app.end() && !volumes->is_null()) {
     if (!volumes->is_array()) return makeError(appError("volumes: expected an array"));
@@ -89,9 +87,9 @@ Result<init::MeshInitConfig> meshInitConfig(json& config) {
     return makeError(ErrorCode::kInvalidArgument, "mesh config: expected a JSON object");
   }
   if (auto dir = config.find("bootstrapDir"); dir != config.end() && *dir != kMeshMountPath) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     "mesh config: bootstrapDir is the mesh volume, " +
-                         std::string(kMeshMountPath) + "; leave it out");
+    return makeError(ErrorCode::kInvalidArgument, "mesh config: bootstrapDir is the mesh volume, " +
+                                                      std::string(kMeshMountPath) +
+                                                      "; leave it out");
   }
   config["bootstrapDir"] = kMeshMountPath;
   auto parsed = init::parseMeshInitConfig(config.dump());
@@ -115,9 +113,9 @@ void addTag(json& def, const std::string& key, const std::string& value) {
 Result<void> validateOutput(const json& def, const std::string& what) {
   auto parsed = ecs::parseTaskDefinition(def);
   if (!parsed) {
-    return makeError(ErrorCode::kInvalidArgument, what + " does not validate (" +
-                                                      parsed.error().type + "): " +
-                                                      parsed.error().message);
+    return makeError(
+        ErrorCode::kInvalidArgument,
+        what + " does not validate (" + parsed.error().type + "): " + parsed.error().message);
   }
   return {};
 }
@@ -130,35 +128,34 @@ Result<json> expandMeshTask(const json& appTaskDefinition, const json& meshConfi
   json config = meshConfig;
   auto parsed = meshInitConfig(config);
   if (!parsed) return makeError(parsed.error());
-  const std::string serviceName =
-      !parsed->serviceName.empty() ? parsed->serviceName
-                                   : appTaskDefinition.value("family", std::string());
+  const std::string serviceName = !parsed->serviceName.empty()
+                                      ? parsed->serviceName
+                                      : appTaskDefinition.value("family", std::string());
   const std::string publicPort = std::to_string(parsed->publicListenerPort);
 
-  json discover = meshContainer(
-      "discover-servers", options, false,
-      {"discover-servers", "-service-name", options.serverService, "-out",
-       std::string(kMeshMountPath) + "/server-ip", "-timeout", "5m"});
-  json agent = meshContainer("consul-client", options, true,
-                             {"agent", "-retry-join-file", std::string(kMeshMountPath) + "/server-ip",
-                              "-data-dir", std::string(kMeshMountPath) + "/agent",
-                              "-leave-on-terminate", "-log-level", "warn"});
+  json discover = meshContainer("discover-servers", options, false,
+                                {"discover-servers", "-service-name", options.serverService, "-out",
+                                 std::string(kMeshMountPath) + "/server-ip", "-timeout", "5m"});
+  json agent = meshContainer(
+      "consul-client", options, true,
+      {"agent", "-retry-join-file", std::string(kMeshMountPath) + "/server-ip", "-data-dir",
+       std::string(kMeshMountPath) + "/agent", "-leave-on-terminate", "-log-level", "warn"});
   agent["dependsOn"] = json::array({dependsOn("discover-servers", "SUCCESS")});
   json meshInit = meshContainer("mesh-init", options, false, {"mesh-init", "-timeout", "2m"});
   meshInit["dependsOn"] = json::array({dependsOn("discover-servers", "SUCCESS")});
   meshInit["environment"] = json::array({kv("TASKMESH_CONFIG_JSON", config.dump())});
-  json proxy = meshContainer("sidecar-proxy", options, true,
-                             {"proxy", "-c", std::string(kMeshMountPath) + "/bootstrap.json",
-                              "-log-level", "warn"});
+  json proxy = meshContainer(
+      "sidecar-proxy", options, true,
+      {"proxy", "-c", std::string(kMeshMountPath) + "/bootstrap.json", "-log-level", "warn"});
   proxy["dependsOn"] = json::array({dependsOn("mesh-init", "SUCCESS")});
   proxy["mountPoints"] = json::array({meshMount(true)});
-  proxy["portMappings"] = json::array(
-      {json{{"containerPort", parsed->publicListenerPort}, {"protocol", "tcp"}}});
-  proxy["healthCheck"] = json{
-      {"command", json::array({"CMD", kBinaryInImage, "net-dial", "127.0.0.1:" + publicPort})},
-      {"interval", options.proxyHealthInterval},
-      {"timeout", 2},
-      {"retries", 3}};
+  proxy["portMappings"] =
+      json::array({json{{"containerPort", parsed->publicListenerPort}, {"protocol", "tcp"}}});
+  proxy["healthCheck"] =
+      json{{"command", json::array({"CMD", kBinaryInImage, "net-dial", "127.0.0.1:" + publicPort})},
+           {"interval", options.proxyHealthInterval},
+           {"timeout", 2},
+           {"retries", 3}};
 
   json out = appTaskDefinition;
   json containers = json::array({discover, agent, meshInit, proxy});
@@ -190,10 +187,10 @@ Result<json> serverTaskDefinition(const ServerTaskOptions& options) {
       {"image", options.image},
       {"essential", true},
       {"entryPoint", json::array({kBinaryInImage})},
-      {"command", json::array({"server", "-bootstrap", "-data-dir",
-                               std::string(kMeshMountPath) + "/server", "-http-addr",
-                               "0.0.0.0:8500", "-default-intention-policy",
-                               options.defaultIntentionPolicy, "-log-level", "warn"})},
+      {"command",
+       json::array({"server", "-bootstrap", "-data-dir", std::string(kMeshMountPath) + "/server",
+                    "-http-addr", "0.0.0.0:8500", "-default-intention-policy",
+                    options.defaultIntentionPolicy, "-log-level", "warn"})},
       {"portMappings", json::array({json{{"containerPort", 8500}, {"protocol", "tcp"}}})},
       {"mountPoints", json::array({meshMount(false)})},
       {"healthCheck",

@@ -40,7 +40,7 @@ inline constexpr const char* kBinaryInImage = "/usr/local/bin/taskmesh";
 
 // How the mesh containers look; the flags of `taskmesh task-definition`.
 struct MeshTaskOptions {
-  std::string image = "host";                       // -image
+  std::string image = "host";                        // -image
   std::string serverService = kDefaultServerFamily;  // -server-service: the server's ECS service
   int proxyHealthInterval = 5;  // seconds, the ECS minimum; the local runtime probes sooner
                                 // until the first success (runtime/README.md)

@@ -61,8 +61,7 @@ std::string formatPhases(const TaskPhases& p, const std::string& serviceName) {
       "the runtime starts the task; discover-servers asks the ECS API for the server",
       "server IP written; consul-client and mesh-init start",
       "service and sidecar registered, proxy bootstrap written; sidecar-proxy starts",
-      "sidecar-proxy HEALTHY (public listener open); the app containers start",
-      nullptr};
+      "sidecar-proxy HEALTHY (public listener open); the app containers start", nullptr};
   std::string t4 = serviceName + " passing in the catalog; upstream sidecars route to it";
   std::string out;
   char line[256];
@@ -76,8 +75,8 @@ std::string formatPhases(const TaskPhases& p, const std::string& serviceName) {
       std::string since = "+" + std::to_string(ms(*p.t[i] - *p.t[0]));
       std::string phase =
           p.t[i - 1] ? "(" + std::to_string(ms(*p.t[i] - *p.t[i - 1])) + " ms)" : "";
-      std::snprintf(line, sizeof line, "  T%zu  %7s ms  %9s  %s\n", i, since.c_str(),
-                    phase.c_str(), text);
+      std::snprintf(line, sizeof line, "  T%zu  %7s ms  %9s  %s\n", i, since.c_str(), phase.c_str(),
+                    text);
     }
     out += line;
   }

@@ -133,8 +133,8 @@ Result<Stack> loadStack(const std::string& dir, const std::string& image) {
     auto s = loadService((*services)[i], dir, file, i, stack, image);
     if (!s) return makeError(s.error());
     if (!names.insert(s->name).second || s->name == stack.serverService) {
-      return makeError(stackError(file, "services[" + std::to_string(i) + "].name: \"" +
-                                            s->name + "\" is used twice"));
+      return makeError(stackError(
+          file, "services[" + std::to_string(i) + "].name: \"" + s->name + "\" is used twice"));
     }
     stack.services.push_back(std::move(*s));
   }

@@ -29,9 +29,9 @@ struct StackService {
   std::string family;
   int desiredCount = 1;
   bool isPublic = false;
-  int appPort = 0;                  // service.port of the mesh config
-  std::string catalogName;          // service.name, or the family
-  nlohmann::json taskDefinition;    // expanded, ready for RegisterTaskDefinition
+  int appPort = 0;                // service.port of the mesh config
+  std::string catalogName;        // service.name, or the family
+  nlohmann::json taskDefinition;  // expanded, ready for RegisterTaskDefinition
 };
 
 struct Stack {

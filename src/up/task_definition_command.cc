@@ -12,8 +12,8 @@ using json = nlohmann::json;
 
 Result<json> readJsonFile(const std::string& flag, const std::string& path) {
   auto text = readFile(path);
-  if (!text) return makeError(ErrorCode::kInvalidArgument, flag + " " + path + ": " +
-                                                               text.error().message);
+  if (!text)
+    return makeError(ErrorCode::kInvalidArgument, flag + " " + path + ": " + text.error().message);
   auto parsed = parseJsonBounded(*text);
   if (!parsed) {
     return makeError(ErrorCode::kInvalidArgument,

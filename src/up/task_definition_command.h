@@ -18,11 +18,11 @@
 namespace taskmesh::up {
 
 struct TaskDefinitionOptions {
-  std::string appFile;         // -app
-  std::string meshConfigFile;  // -mesh-config
-  bool server = false;         // -server
-  std::string outFile;         // -o ("" = stdout)
-  MeshTaskOptions mesh;        // -image, -server-service
+  std::string appFile;           // -app
+  std::string meshConfigFile;    // -mesh-config
+  bool server = false;           // -server
+  std::string outFile;           // -o ("" = stdout)
+  MeshTaskOptions mesh;          // -image, -server-service
   ServerTaskOptions serverTask;  // -image, -family, -default-intention-policy
 };
 

@@ -63,7 +63,8 @@ class Signals {
   }
   // Sleeps up to `d`; true if a signal came.
   bool wait(milliseconds d) {
-    timespec ts{static_cast<time_t>(d.count() / 1000), static_cast<long>(d.count() % 1000) * 1000000};
+    timespec ts{static_cast<time_t>(d.count() / 1000),
+                static_cast<long>(d.count() % 1000) * 1000000};
     return sigtimedwait(&set_, nullptr, &ts) > 0;
   }
 
@@ -92,8 +93,8 @@ class EcsApi {
     auto resp = net::httpRequest(req);
     if (!resp) return makeError(resp.error());
     if (resp->status != 200) {
-      return makeError(ErrorCode::kUnavailable, "timeline of " + taskId + ": HTTP " +
-                                                    std::to_string(resp->status));
+      return makeError(ErrorCode::kUnavailable,
+                       "timeline of " + taskId + ": HTTP " + std::to_string(resp->status));
     }
     return parseJsonBounded(resp->body);
   }
@@ -102,7 +103,8 @@ class EcsApi {
   }
 
  private:
-  EcsApi(std::string addr, aws::EcsClient client) : addr_(std::move(addr)), client_(std::move(client)) {}
+  EcsApi(std::string addr, aws::EcsClient client)
+      : addr_(std::move(addr)), client_(std::move(client)) {}
   std::string addr_;
   aws::EcsClient client_;
   aws::Credentials credentials_{"taskmesh-local", "taskmesh-local", ""};
@@ -126,8 +128,8 @@ class RuntimeProcess {
       std::filesystem::create_directories(dataDir_, ec);
     }
     std::string log = dataDir_ + "/ecs.log";
-    std::vector<std::string> args = {"/proc/self/exe", "ecs", "-data-dir", dataDir_ + "/ecs",
-                                     "-api-addr", o.apiAddr, "-log-level", "warn"};
+    std::vector<std::string> args = {"/proc/self/exe", "ecs",     "-data-dir",  dataDir_ + "/ecs",
+                                     "-api-addr",      o.apiAddr, "-log-level", "warn"};
     if (!o.subnet.empty()) args.insert(args.end(), {"-subnet", o.subnet});
     pid_ = ::fork();
     if (pid_ < 0) return makeError(ErrorCode::kIo, "fork failed");
@@ -165,8 +167,8 @@ class RuntimeProcess {
         return makeError(ErrorCode::kUnavailable, "interrupted while the runtime started");
       }
     }
-    return makeError(ErrorCode::kTimeout, "taskmesh ecs did not answer on " + o.apiAddr +
-                                              " within 20 s; see " + log);
+    return makeError(ErrorCode::kTimeout,
+                     "taskmesh ecs did not answer on " + o.apiAddr + " within 20 s; see " + log);
   }
 
   // SIGTERM (the runtime stops its tasks and sweeps), SIGKILL after kStopTimeout.
@@ -253,15 +255,15 @@ Result<void> Up::createService(const std::string& name, const json& definition, 
   auto reg = api_.call("RegisterTaskDefinition", definition);
   if (!reg) return makeError(reg.error());
   std::string arn = (*reg)["taskDefinition"].value("taskDefinitionArn", "");
-  json body = {{"cluster", stack_.cluster},
-               {"serviceName", name},
-               {"taskDefinition", arn},
-               {"desiredCount", count},
-               {"launchType", "FARGATE"},
-               // The local runtime takes any subnet name; its task IPs come from -subnet.
-               {"networkConfiguration", {{"awsvpcConfiguration", {{"subnets", {"subnet-local"}}}}}},
-               {"deploymentConfiguration",
-                {{"maximumPercent", 200}, {"minimumHealthyPercent", 100}}}};
+  json body = {
+      {"cluster", stack_.cluster},
+      {"serviceName", name},
+      {"taskDefinition", arn},
+      {"desiredCount", count},
+      {"launchType", "FARGATE"},
+      // The local runtime takes any subnet name; its task IPs come from -subnet.
+      {"networkConfiguration", {{"awsvpcConfiguration", {{"subnets", {"subnet-local"}}}}}},
+      {"deploymentConfiguration", {{"maximumPercent", 200}, {"minimumHealthyPercent", 100}}}};
   auto created = api_.call("CreateService", body);
   if (!created && created.error().message.find("not idempotent") != std::string::npos) {
     // A service left by an earlier `up` on a runtime that is still running: update it.
@@ -378,8 +380,10 @@ void Up::printReady(Clock::time_point started) {
     if (!s.isPublic) continue;
     for (const auto& [arn, t] : tasks_) {
       if (t.service != s.name || t.gone) continue;
-      out += "Send a request through the mesh (" + s.name + " calls its upstreams through its "
-             "sidecar):\n  curl http://" + t.ip + ":" + std::to_string(s.appPort) + "/\n";
+      out += "Send a request through the mesh (" + s.name +
+             " calls its upstreams through its "
+             "sidecar):\n  curl http://" +
+             t.ip + ":" + std::to_string(s.appPort) + "/\n";
       break;
     }
   }
@@ -401,8 +405,11 @@ void Up::writeReport() const {
   }
   json services = json::array();
   for (const auto& s : stack_.services) {
-    services.push_back({{"name", s.name}, {"catalogName", s.catalogName}, {"family", s.family},
-                        {"port", s.appPort}, {"public", s.isPublic}});
+    services.push_back({{"name", s.name},
+                        {"catalogName", s.catalogName},
+                        {"family", s.family},
+                        {"port", s.appPort},
+                        {"public", s.isPublic}});
   }
   json report = {{"ready", ready_},
                  {"readyAt", ready_ ? json(readyAt_) : json(nullptr)},
@@ -431,9 +438,9 @@ void Up::stopServices(const std::vector<std::string>& names) {
       if (r) left += (*r)["taskArns"].size();
       // Tasks already asked to stop are listed only with desiredStatus STOPPED; wait for those
       // that have not reached STOPPED yet.
-      auto stopping = api_.call("ListTasks", json{{"cluster", stack_.cluster},
-                                                  {"serviceName", n},
-                                                  {"desiredStatus", "STOPPED"}});
+      auto stopping = api_.call(
+          "ListTasks",
+          json{{"cluster", stack_.cluster}, {"serviceName", n}, {"desiredStatus", "STOPPED"}});
       if (!stopping || (*stopping)["taskArns"].empty()) continue;
       auto d = api_.call("DescribeTasks",
                          json{{"cluster", stack_.cluster}, {"tasks", (*stopping)["taskArns"]}});

@@ -28,14 +28,14 @@
 namespace taskmesh::up {
 
 struct UpOptions {
-  std::string dir;                      // positional
+  std::string dir;                         // positional
   std::string apiAddr = "127.0.0.1:4566";  // -api-addr
-  std::string dataDir;                  // -data-dir ("" = a temporary directory)
-  std::string subnet;                   // -subnet ("" = the runtime's default)
-  std::string timeout = "3m";           // -timeout: until ready
-  std::string reportFile;               // -report
-  std::string image = "host";           // -image of the mesh containers
-  std::string logLevel = "info";        // -log-level
+  std::string dataDir;                     // -data-dir ("" = a temporary directory)
+  std::string subnet;                      // -subnet ("" = the runtime's default)
+  std::string timeout = "3m";              // -timeout: until ready
+  std::string reportFile;                  // -report
+  std::string image = "host";              // -image of the mesh containers
+  std::string logLevel = "info";           // -log-level
 };
 
 int runUp(const UpOptions& options);
