@@ -11,6 +11,7 @@
 #include "init/discover_servers.h"
 #include "init/mesh_init.h"
 #include "init/net_dial.h"
+#include "init/service_health.h"
 #include "proxy/proxy.h"
 #include "runtime/ecs_command.h"
 #include "server/server.h"
@@ -121,6 +122,15 @@ int main(int argc, char** argv) {
       "net-dial", "Exit 0 if a TCP connection to HOST:PORT succeeds, 2 otherwise");
   dialCmd->add_option("address", dial.address, "HOST:PORT")->required();
   dialCmd->add_option("--timeout", dial.timeout, "Connect timeout (Go duration)")
+      ->capture_default_str();
+
+  taskmesh::init::ServiceHealthOptions health;
+  auto* healthCmd = app.add_subcommand(
+      "service-health", "Exit 0 if the local agent reports the service passing, 1 otherwise");
+  healthCmd->add_option("service", health.service, "Service name")->required();
+  healthCmd->add_option("--http-addr", health.httpAddr,
+                        "Agent address (default: CONSUL_HTTP_ADDR, then 127.0.0.1:8500)");
+  healthCmd->add_option("--timeout", health.timeout, "Request timeout (Go duration)")
       ->capture_default_str();
 
   // ---- mesh-init (src/init/mesh_init.h) ----
@@ -257,6 +267,7 @@ int main(int argc, char** argv) {
   if (agentCmd->parsed()) return taskmesh::agent::run(agent);
   if (discoverCmd->parsed()) return taskmesh::init::runDiscoverServers(discover);
   if (dialCmd->parsed()) return taskmesh::init::runNetDial(dial);
+  if (healthCmd->parsed()) return taskmesh::init::runServiceHealth(health);
   if (meshInitCmd->parsed()) return taskmesh::init::runMeshInit(meshInit);  // mesh-init
   if (proxyCmd->parsed()) return taskmesh::proxy::run(proxy);               // proxy
   return 2;

@@ -334,19 +334,39 @@ Counter Connection::classifyHandshakeFailure(SSL* ssl, const IoResult& result, b
 
 // ---- PublicConnection -------------------------------------------------------------------------
 
+// The local app is dialled before the TLS handshake starts. When the app is gone (its task is
+// stopping, its process died) the connection closes before this proxy has sent a byte of
+// TLS, so the calling sidecar sees a failed handshake and retries on another endpoint: no
+// request is lost to an app that has exited while its endpoint is still in the catalog. The
+// price: every accepted connection, also one that then fails the handshake or the
+// intentions, opens a connection to the app, which never receives a byte of it.
 void PublicConnection::start() {
+  phase_ = Phase::kConnect;
+  const auto& s = runtime_->snapshot;
+  armTimer(std::chrono::milliseconds(s.localConnectTimeoutMs));
+  dial(runtime_->localAppIp, s.localAppAddress, s.localAppPort);
+}
+
+void PublicConnection::onReady() {
+  if (phase_ == Phase::kHandshake) handshake();
+}
+
+void PublicConnection::onConnected(const boost::system::error_code& ec) {
+  if (ec) {
+    counters_.add(Counter::kConnectFailures);
+    logger()->debug("local app connect failed error=\"{}\"", ec.message());
+    return close();
+  }
+  cancelTimer();
   if (!down_.startTls(runtime_->serverCtx.get(), true)) {
     ERR_clear_error();
     counters_.add(Counter::kTlsProtocol);
     return close();
   }
   attachPeerCheck(down_.ssl.get(), &peerCheck_);
+  phase_ = Phase::kHandshake;
   armTimer(handshakeTimeout());
   handshake();
-}
-
-void PublicConnection::onReady() {
-  if (phase_ == Phase::kHandshake) handshake();
 }
 
 void PublicConnection::handshake() {
@@ -371,19 +391,6 @@ void PublicConnection::handshake() {
                     runtime_->snapshot.service, verdict.reason);
     return close();
   }
-  phase_ = Phase::kConnect;
-  const auto& s = runtime_->snapshot;
-  armTimer(std::chrono::milliseconds(s.localConnectTimeoutMs));
-  dial(runtime_->localAppIp, s.localAppAddress, s.localAppPort);
-}
-
-void PublicConnection::onConnected(const boost::system::error_code& ec) {
-  if (ec) {
-    counters_.add(Counter::kConnectFailures);
-    logger()->debug("local app connect failed error=\"{}\"", ec.message());
-    return close();
-  }
-  cancelTimer();
   phase_ = Phase::kPipe;
   startPipe();
 }

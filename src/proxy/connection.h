@@ -164,7 +164,7 @@ class PublicConnection final : public Connection {
   void onTimeout() override;
   void handshake();
 
-  enum class Phase : uint8_t { kHandshake, kConnect, kPipe } phase_ = Phase::kHandshake;
+  enum class Phase : uint8_t { kConnect, kHandshake, kPipe } phase_ = Phase::kConnect;
 };
 
 class UpstreamConnection final : public Connection {

@@ -3,6 +3,8 @@
 //   client → web's upstream listener ("api") → mTLS → api's public listener → echo app
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "proxy/proxy_test_support.h"
 
 namespace taskmesh::proxy {
@@ -201,8 +203,8 @@ TEST_F(Mesh, RefusesClientCertificatesThatAreNotMeshPeers) {
   TlsClient good(apiPublic_, webLeaf_);
   EXPECT_TRUE(good.handshake());
   EXPECT_TRUE(echoOnce(upstreamPort_, "the mesh still works"));
-  // Only the good TLS client and the echo through web reached the app.
-  EXPECT_EQ(echo_.connections(), 2);
+  // The app is dialled before each handshake, but not a byte of a refused peer reaches it.
+  EXPECT_EQ(echo_.bytesReceived(), static_cast<int64_t>(std::strlen("the mesh still works")));
 }
 
 TEST_F(Mesh, RefusesAnUpstreamWithTheWrongIdentityAndEjectsIt) {
@@ -223,7 +225,7 @@ TEST_F(Mesh, RefusesAnUpstreamWithTheWrongIdentityAndEjectsIt) {
   EXPECT_EQ(web_->metric(series("taskmesh_proxy_endpoint_ejections_total", kWebUpstream)), 1);
   auto clusters = nlohmann::json::parse(web_->get("/clusters").body);
   EXPECT_EQ(clusters[0]["Endpoints"][0]["State"], "ejected");
-  EXPECT_EQ(echo_.connections(), 0);
+  EXPECT_EQ(echo_.bytesReceived(), 0);
 }
 
 TEST_F(Mesh, FailingEndpointsAreRetriedAndEjected) {
@@ -242,6 +244,29 @@ TEST_F(Mesh, FailingEndpointsAreRetriedAndEjected) {
   EXPECT_EQ(clusters[0]["Endpoints"][0]["State"], "ejected");
   EXPECT_EQ(clusters[0]["Endpoints"][0]["Failures"], 3);  // no attempts once ejected
   EXPECT_EQ(clusters[0]["Endpoints"][1]["State"], "healthy");
+}
+
+TEST_F(Mesh, AnEndpointWhoseAppIsGoneFailsTheHandshakeAndIsRetried) {
+  // api2's sidecar runs, but its app has exited (its task is stopping): every connection the
+  // caller sends there must end up on api instead, with nothing lost.
+  int api2Public = freePort();
+  auto api2 = apiSnapshot();
+  api2.proxyId = "api2-sidecar-proxy";
+  api2.publicPort = api2Public;
+  api2.localAppPort = freePort();  // nothing listens there
+  agent_.publish(api2);
+  agent_.publish(apiSnapshot());
+  agent_.publish(webSnapshot({api2Public, apiPublic_}));
+  api_ = std::make_unique<TestProxy>("api-sidecar-proxy", agent_);
+  web_ = std::make_unique<TestProxy>("web-sidecar-proxy", agent_, 1);
+  TestProxy b2("api2-sidecar-proxy", agent_);
+  ASSERT_TRUE(api_->waitReady() && web_->waitReady() && b2.waitReady());
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(echoOnce(upstreamPort_, "retried")) << i;
+  // api2's sidecar found no app three times; the caller then ejected api2.
+  EXPECT_EQ(b2.metric(series("taskmesh_proxy_upstream_connect_failures_total", kApiPublic)), 3);
+  auto clusters = nlohmann::json::parse(web_->get("/clusters").body);
+  EXPECT_EQ(clusters[0]["Endpoints"][0]["State"], "ejected");
+  EXPECT_EQ(echo_.bytesReceived(), 10 * static_cast<int64_t>(std::strlen("retried")));
 }
 
 TEST_F(Mesh, EndpointChangesUnderLoadLoseNoRequests) {

@@ -251,7 +251,7 @@ class FakeAgent {
 // ---- echo server -----------------------------------------------------------------------------
 
 // Echoes every byte back; on EOF from the client it finishes writing, half-closes, and closes
-// once the client has closed too. Counts connections.
+// once the client has closed too. Counts connections and the bytes it received.
 class EchoServer {
  public:
   EchoServer() : acceptor_(io_, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)) {
@@ -265,6 +265,7 @@ class EchoServer {
   }
   int port() const { return port_; }
   int connections() const { return connections_.load(); }
+  int64_t bytesReceived() const { return bytes_.load(); }
 
  private:
   Awaitable<void> acceptLoop() {
@@ -274,16 +275,17 @@ class EchoServer {
           co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
       ++connections_;
-      asio::co_spawn(io_, session(std::move(s)), asio::detached);
+      asio::co_spawn(io_, session(std::move(s), bytes_), asio::detached);
     }
   }
-  static Awaitable<void> session(tcp::socket s) {
+  static Awaitable<void> session(tcp::socket s, std::atomic<int64_t>& bytes) {
     std::vector<char> buf(64 * 1024);
     boost::system::error_code ec;
     for (;;) {
       size_t n = co_await s.async_read_some(asio::buffer(buf),
                                             asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
+      bytes += static_cast<int64_t>(n);
       co_await asio::async_write(s, asio::buffer(buf.data(), n),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
@@ -300,6 +302,7 @@ class EchoServer {
   int port_ = 0;
   std::thread thread_;
   std::atomic<int> connections_{0};
+  std::atomic<int64_t> bytes_{0};
 };
 
 // ---- blocking clients ------------------------------------------------------------------------

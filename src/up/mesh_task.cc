@@ -12,6 +12,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// Seconds the app gets to pass its checks before failures of consul-client's health check count.
+constexpr int kAppStartPeriod = 60;
+
 constexpr std::array<std::string_view, 4> kMeshContainers = {"discover-servers", "consul-client",
                                                              "mesh-init", "sidecar-proxy"};
 
@@ -141,6 +144,14 @@ Result<json> expandMeshTask(const json& appTaskDefinition, const json& meshConfi
       {"agent", "-retry-join-file", std::string(kMeshMountPath) + "/server-ip", "-data-dir",
        std::string(kMeshMountPath) + "/agent", "-leave-on-terminate", "-log-level", "warn"});
   agent["dependsOn"] = json::array({dependsOn("discover-servers", "SUCCESS")});
+  // HEALTHY once the task's service passes in the agent (T4), so ECS counts the task healthy
+  // — for a rolling update's minimumHealthyPercent — only when it can take traffic.
+  agent["healthCheck"] =
+      json{{"command", json::array({"CMD", kBinaryInImage, "service-health", serviceName})},
+           {"interval", options.proxyHealthInterval},
+           {"timeout", 2},
+           {"retries", 3},
+           {"startPeriod", kAppStartPeriod}};
   json meshInit = meshContainer("mesh-init", options, false, {"mesh-init", "-timeout", "2m"});
   meshInit["dependsOn"] = json::array({dependsOn("discover-servers", "SUCCESS")});
   meshInit["environment"] = json::array({kv("TASKMESH_CONFIG_JSON", config.dump())});

@@ -7,7 +7,10 @@
 //   discover-servers  not essential; finds the server task through the ECS API and writes its
 //                     IP to /taskmesh/server-ip; exits 0.
 //   consul-client     essential; `taskmesh agent -retry-join-file /taskmesh/server-ip`;
-//                     dependsOn discover-servers SUCCESS.
+//                     dependsOn discover-servers SUCCESS; health check `taskmesh
+//                     service-health <service>`: HEALTHY once the service passes (T4), so a
+//                     rolling update counts a new task only when it can take traffic, and a
+//                     task whose service stays critical is replaced.
 //   mesh-init         not essential; TASKMESH_CONFIG_JSON = the mesh config with
 //                     bootstrapDir "/taskmesh"; dependsOn discover-servers SUCCESS.
 //   sidecar-proxy     essential; `taskmesh proxy -c /taskmesh/bootstrap.json`; dependsOn

@@ -62,6 +62,9 @@ TEST(MeshTask, ExpandsIntoTheTimelineChain) {
   const json& agent = *container(d, "consul-client");
   EXPECT_TRUE(agent["essential"].get<bool>());
   EXPECT_TRUE(hasDependency(agent, "discover-servers", "SUCCESS"));
+  EXPECT_EQ(agent["healthCheck"]["command"],
+            json::array({"CMD", kBinaryInImage, "service-health", "web"}));
+  EXPECT_EQ(agent["healthCheck"]["startPeriod"], 60);
   const json& init = *container(d, "mesh-init");
   EXPECT_TRUE(hasDependency(init, "discover-servers", "SUCCESS"));
   auto config = json::parse(init["environment"][0]["value"].get<std::string>());
