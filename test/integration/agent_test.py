@@ -98,6 +98,31 @@ class AgentTestCase(ServerTestCase):
         self.assertEqual(a.put("/v1/agent/check/fail/api-ttl").status, 200)
         self.wait_check(a.node, "api-ttl", "critical")
 
+    def test_service_health_command_follows_the_local_agent(self):
+        a = self.agent()
+
+        def health(name):
+            r = subprocess.run([binary(), "service-health", name, "-http-addr",
+                                f"{HOST}:{a.http_port}"], capture_output=True, text=True,
+                               timeout=30)
+            return r.returncode, r.stdout + r.stderr
+
+        code, out = health("api")
+        self.assertEqual(code, 1, out)  # not registered: 404
+        a.put("/v1/agent/service/register", {"Name": "api", "Port": 9000,
+                                              "Check": {"CheckID": "api-ttl", "TTL": "30s"}})
+        code, out = health("api")
+        self.assertEqual((code, out.strip()), (1, "api critical"))
+        a.put("/v1/agent/check/pass/api-ttl")
+        code, out = health("api")
+        self.assertEqual((code, out.strip()), (0, "api passing"))
+        a.put("/v1/agent/check/update/api-ttl", {"Status": "warning"})
+        self.assertEqual(health("api")[0], 1)
+        bad = subprocess.run([binary(), "service-health", "api", "-http-addr", "https://x:1"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("-http-addr", bad.stderr + bad.stdout)
+
     def test_http_check_runs_at_once_not_after_an_interval(self):
         a = self.agent()
         url = f"http://{HOST}:{self.server.http_port}/v1/status/leader"
