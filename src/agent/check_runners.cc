@@ -160,8 +160,25 @@ struct CheckRunners::Runner {
   asio::steady_timer timer;
   std::unique_ptr<net::HttpConnection> http;  // HTTP checks: one keep-alive connection
   bool stopped = false;
+  bool passed = false;  // a probe has reported passing since registration
   uint64_t remoteIndex = 0;
 };
+
+namespace {
+
+// How long after a probe started the next one starts. A check that has not passed yet runs ten
+// times per interval (at least kEarlyPace apart), so a service whose app is still starting
+// passes within kEarlyPace of the app answering rather than up to one interval later (T3→T4 of
+// a task). Not with SuccessBeforePassing > 1, whose consecutive passes are meant to be spread
+// over intervals.
+constexpr std::chrono::milliseconds kEarlyPace{200};
+
+std::chrono::milliseconds pace(const CheckDefinition& d, bool passed) {
+  if (passed || d.successBeforePassing > 1) return d.interval;
+  return std::min(d.interval, std::max(kEarlyPace, d.interval / 10));
+}
+
+}  // namespace
 
 CheckRunners::CheckRunners(asio::io_context& io, LocalState& state, ServerLink& servers)
     : io_(io), state_(state), servers_(servers), reaper_(io) {}
@@ -226,6 +243,7 @@ void CheckRunners::schedule(const std::shared_ptr<Runner>& r, std::chrono::milli
 void CheckRunners::report(const std::shared_ptr<Runner>& r, const std::string& status,
                           std::string output) {
   if (r->stopped) return;
+  if (status == store::kPassing) r->passed = true;
   auto reported = r->thresholds.record(status);
   if (!reported) return;
   (void)state_.updateCheck(r->def.id, *reported, truncate(std::move(output), r->def.outputMaxSize));
@@ -235,14 +253,16 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
   const CheckDefinition& d = r->def;
   std::weak_ptr<Runner> weak = r;
   auto started = std::chrono::steady_clock::now();
-  // The next run is one interval after this one started, or at once when it overran.
+  // The next run is one pace (an interval, once passed) after this one started, or at once
+  // when it overran.
   auto next = [this, weak, started](const std::string& status, std::string output) {
     auto live = weak.lock();
     if (!live || live->stopped) return;
     report(live, status, std::move(output));
     auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
-    schedule(live, std::max(std::chrono::milliseconds(0), live->def.interval - elapsed));
+    schedule(live,
+             std::max(std::chrono::milliseconds(0), pace(live->def, live->passed) - elapsed));
   };
   switch (d.kind) {
     case CheckKind::kHttp: {

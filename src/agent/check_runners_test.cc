@@ -319,6 +319,20 @@ TEST_F(CheckRunnersTest, TcpToAClosedPortIsCritical) {
   EXPECT_TRUE(contains(output("tcp"), address)) << output("tcp");
 }
 
+TEST_F(CheckRunnersTest, ACheckThatHasNotPassedYetRunsTenTimesPerInterval) {
+  uint16_t port = 0;
+  {
+    asio::ip::tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
+    port = probe.local_endpoint().port();
+  }
+  std::string address = "127.0.0.1:" + std::to_string(port);
+  addCheck(R"({"Name": "tcp", "TCP": ")" + address + R"(", "Interval": "3s"})");
+  ASSERT_TRUE(reaches("tcp", "critical", 1000ms));
+  // The app starts listening: seen within a few 300 ms paces, not at the next 3 s interval.
+  asio::ip::tcp::acceptor app(io, {asio::ip::make_address("127.0.0.1"), port});
+  EXPECT_TRUE(reaches("tcp", "passing", 1500ms)) << output("tcp");
+}
+
 // --- scripts -----------------------------------------------------------------------------------
 
 TEST_F(CheckRunnersTest, ScriptExitCodesMapToStatuses) {
