@@ -261,8 +261,7 @@ void CheckRunners::probe(const std::shared_ptr<Runner>& r) {
     report(live, status, std::move(output));
     auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
-    schedule(live,
-             std::max(std::chrono::milliseconds(0), pace(live->def, live->passed) - elapsed));
+    schedule(live, std::max(std::chrono::milliseconds(0), pace(live->def, live->passed) - elapsed));
   };
   switch (d.kind) {
     case CheckKind::kHttp: {

@@ -56,7 +56,8 @@ class ContainerEngine {
   virtual void start(const ContainerSpec& spec, std::function<void(Result<pid_t>)> started,
                      std::function<void(int exitCode)> exited) = 0;
 
-  // Sends `signal` to the container's processes. Unknown or already exited ids are ignored.
+  // Sends `signal` to the container's first process (SIGKILL: to all of its processes), as
+  // `docker stop` does. Unknown or already exited ids are ignored.
   virtual void signal(const std::string& id, int signal) = 0;
 
   // Runs `args` inside the running container (for health checks). A run longer than

@@ -221,8 +221,12 @@ void RuncEngine::onRuncRunExit(const ContainerSpec& spec, int code, bool timedOu
   started(pid);
 }
 
+// SIGKILL reaches every process of the container; any other signal only its first process,
+// as `docker stop` (and so ECS) delivers the stop signal: an entrypoint that handles SIGTERM
+// decides how its children stop (an nginx wrapper sends SIGQUIT for a graceful stop).
 void RuncEngine::signal(const std::string& id, int signal) {
-  CommandSpec kill{.argv = runc({"kill", "--all", id, std::to_string(signal)}),
+  CommandSpec kill{.argv = signal == SIGKILL ? runc({"kill", "--all", id, std::to_string(signal)})
+                                             : runc({"kill", id, std::to_string(signal)}),
                    .timeout = options_.commandTimeout};
   supervisor_.runCommand(std::move(kill), [id, signal](Result<CommandResult> r) {
     if (!r) return logger()->warn("runc kill id={} failed: {}", id, r.error().message);

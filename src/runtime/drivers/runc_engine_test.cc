@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <thread>
+
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -152,12 +154,19 @@ TEST_F(RuncEngineTest, StartFailureCarriesRuncsMessage) {
 }
 
 TEST_F(RuncEngineTest, SignalStopsTheContainer) {
-  // A shell that forks its child (as most entrypoints do): SIGTERM reaches every process.
-  auto run = start(spec("term", {"/bin/sh", "-c", "sleep 1000 & wait $!"}));
+  // SIGTERM goes to the first process only (as `docker stop` sends it): an entrypoint that
+  // traps it decides; its child never sees the signal (it would have printed child-term).
+  auto termSpec = spec("term", {"/bin/sh", "-c",
+                                "sh -c 'trap \"echo child-term; exit 1\" TERM; sleep 1000 & "
+                                "wait' & child=$!; trap 'echo parent-term; exit 7' TERM; "
+                                "wait $child"});
+  auto run = start(termSpec);
   ASSERT_TRUE(*run->started) << run->started->error().message;
+  std::this_thread::sleep_for(300ms);  // the traps are set
   engine_->signal("term", SIGTERM);
   ASSERT_TRUE(runUntil(io_, [&] { return run->exited.has_value(); }));
-  EXPECT_EQ(*run->exited, 143);
+  EXPECT_EQ(*run->exited, 7);
+  EXPECT_EQ(slurp(termSpec.logPath), "parent-term\n");
 
   // A bare `sleep` is the pid namespace's init: the kernel drops signals it has no handler
   // for (as with Docker without --init), so SIGTERM does nothing and SIGKILL is needed.
