@@ -13,7 +13,9 @@ std::optional<double> firstEvent(const json& events, const char* subject, const 
   if (!events.is_array()) return std::nullopt;
   for (const auto& e : events) {
     if (!e.is_object()) continue;
-    if (e.value("subject", "") == subject && e.value("event", "") == event) {
+    auto s = e.find("subject"), ev = e.find("event");
+    if (s == e.end() || ev == e.end() || !s->is_string() || !ev->is_string()) continue;
+    if (*s == subject && *ev == event) {
       auto at = e.find("at");
       if (at != e.end() && at->is_number()) return at->get<double>();
     }

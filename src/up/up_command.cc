@@ -45,6 +45,18 @@ double unixNow() {
 
 std::string lastSegment(const std::string& arn) { return arn.substr(arn.rfind('/') + 1); }
 
+// body[key] when it is an array, else an empty one: an answer of another shape (a runtime
+// that is not ours at -api-addr) reads as "nothing", never as a crash.
+json arrayField(const json& body, const char* key) {
+  auto it = body.is_object() ? body.find(key) : body.end();
+  return it != body.end() && it->is_array() ? *it : json::array();
+}
+
+std::string stringField(const json& obj, const char* key) {
+  auto it = obj.is_object() ? obj.find(key) : obj.end();
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 void say(const std::string& line) {
   std::fputs(line.c_str(), stdout);
   std::fflush(stdout);
@@ -254,7 +266,13 @@ const StackService* Up::serviceOf(const std::string& name) const {
 Result<void> Up::createService(const std::string& name, const json& definition, int count) {
   auto reg = api_.call("RegisterTaskDefinition", definition);
   if (!reg) return makeError(reg.error());
-  std::string arn = (*reg)["taskDefinition"].value("taskDefinitionArn", "");
+  std::string arn = reg->is_object()
+                        ? stringField(reg->value("taskDefinition", json()), "taskDefinitionArn")
+                        : "";
+  if (arn.empty()) {
+    return makeError(ErrorCode::kUnavailable,
+                     "RegisterTaskDefinition answered no taskDefinitionArn");
+  }
   json body = {
       {"cluster", stack_.cluster},
       {"serviceName", name},
@@ -292,10 +310,18 @@ Result<void> Up::deploy() {
 // Lists the cluster's tasks, describes them, tracks IPs and statuses, starts the catalog
 // watches once the server runs, and fills in T0–T4.
 Result<void> Up::refresh() {
-  auto listed = api_.call("ListTasks", json{{"cluster", stack_.cluster}, {"maxResults", 100}});
-  if (!listed) return makeError(listed.error());
   std::set<std::string> arns;
-  for (const auto& a : (*listed)["taskArns"]) arns.insert(a.get<std::string>());
+  json page = {{"cluster", stack_.cluster}, {"maxResults", 100}};
+  for (int pages = 0; pages < 100; ++pages) {  // 10,000 tasks at most
+    auto listed = api_.call("ListTasks", page);
+    if (!listed) return makeError(listed.error());
+    for (const auto& a : arrayField(*listed, "taskArns")) {
+      if (a.is_string()) arns.insert(a.get<std::string>());
+    }
+    std::string next = stringField(*listed, "nextToken");
+    if (next.empty()) break;
+    page["nextToken"] = next;
+  }
   for (const auto& [arn, t] : tasks_) {
     if (!t.gone) arns.insert(arn);  // to see it stop
   }
@@ -305,17 +331,19 @@ Result<void> Up::refresh() {
     auto described =
         api_.call("DescribeTasks", json{{"cluster", stack_.cluster}, {"tasks", batch}});
     if (!described) return makeError(described.error());
-    for (const auto& d : (*described)["tasks"]) {
-      std::string arn = d.value("taskArn", "");
-      std::string group = d.value("group", "");
+    for (const auto& d : arrayField(*described, "tasks")) {
+      if (!d.is_object()) continue;
+      std::string arn = stringField(d, "taskArn");
+      std::string group = stringField(d, "group");
+      if (arn.empty()) continue;
       auto& t = tasks_[arn];
       t.arn = arn;
       t.id = lastSegment(arn);
       t.service = group.starts_with("service:") ? group.substr(8) : group;
-      t.lastStatus = d.value("lastStatus", "");
-      for (const auto& att : d.value("attachments", json::array())) {
-        for (const auto& det : att.value("details", json::array())) {
-          if (det.value("name", "") == "privateIPv4Address") t.ip = det.value("value", "");
+      t.lastStatus = stringField(d, "lastStatus");
+      for (const auto& att : arrayField(d, "attachments")) {
+        for (const auto& det : arrayField(att, "details")) {
+          if (stringField(det, "name") == "privateIPv4Address") t.ip = stringField(det, "value");
         }
       }
       if (t.service == stack_.serverService && t.lastStatus == "RUNNING" && serverIp_.empty() &&
@@ -330,7 +358,7 @@ Result<void> Up::refresh() {
       }
       if (t.lastStatus == "STOPPED" && !t.gone && t.announced) {
         t.gone = true;
-        say(t.service + " task " + t.id + " STOPPED: " + d.value("stoppedReason", "") + "\n");
+        say(t.service + " task " + t.id + " STOPPED: " + stringField(d, "stoppedReason") + "\n");
       } else if (t.lastStatus == "STOPPED") {
         t.gone = true;
       }
@@ -345,7 +373,7 @@ Result<void> Up::refresh() {
     if (!passing) continue;
     auto tl = api_.timeline(t.id);
     if (!tl) continue;
-    t.phases = phasesFromTimeline((*tl)["events"], passing);
+    t.phases = phasesFromTimeline(arrayField(*tl, "events"), passing);
   }
   return {};
 }
@@ -428,25 +456,29 @@ void Up::stopServices(const std::vector<std::string>& names) {
   for (const auto& n : names) {
     auto r = api_.call("DeleteService",
                        json{{"cluster", stack_.cluster}, {"service", n}, {"force", true}});
-    if (!r) say("DeleteService " + n + ": " + r.error().message + "\n");
+    // Not found: never created (a failed deploy) or already gone.
+    if (!r && r.error().code != ErrorCode::kNotFound) {
+      say("DeleteService " + n + ": " + r.error().message + "\n");
+    }
   }
   auto deadline = Clock::now() + kStopTimeout;
   for (;;) {
     size_t left = 0;
     for (const auto& n : names) {
       auto r = api_.call("ListTasks", json{{"cluster", stack_.cluster}, {"serviceName", n}});
-      if (r) left += (*r)["taskArns"].size();
+      if (r) left += arrayField(*r, "taskArns").size();
       // Tasks already asked to stop are listed only with desiredStatus STOPPED; wait for those
       // that have not reached STOPPED yet.
       auto stopping = api_.call(
           "ListTasks",
           json{{"cluster", stack_.cluster}, {"serviceName", n}, {"desiredStatus", "STOPPED"}});
-      if (!stopping || (*stopping)["taskArns"].empty()) continue;
-      auto d = api_.call("DescribeTasks",
-                         json{{"cluster", stack_.cluster}, {"tasks", (*stopping)["taskArns"]}});
+      json stoppingArns = stopping ? arrayField(*stopping, "taskArns") : json::array();
+      if (stoppingArns.empty()) continue;
+      auto d =
+          api_.call("DescribeTasks", json{{"cluster", stack_.cluster}, {"tasks", stoppingArns}});
       if (!d) continue;
-      for (const auto& t : (*d)["tasks"]) {
-        if (t.value("lastStatus", "") != "STOPPED") ++left;
+      for (const auto& t : arrayField(*d, "tasks")) {
+        if (stringField(t, "lastStatus") != "STOPPED") ++left;
       }
     }
     if (left == 0) return;
