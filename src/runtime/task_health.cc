@@ -34,6 +34,7 @@ void TaskRunner::probe(size_t index) {
   const auto& c = record().containers[index];
   if (c.lastStatus != "RUNNING" || c.desiredStatus == "STOPPED") return;
   const auto& hc = *definition_.containers[index].healthCheck;
+  runs_[index]->probeStartedAt = nowSeconds();
   auto self = weak_from_this();
   ctx_.engine.exec(c.runtimeId, probeArgs(hc.command), std::chrono::seconds(hc.timeout),
                    [self, index](ExecResult result) {
@@ -78,12 +79,19 @@ void TaskRunner::onProbe(size_t index, const ExecResult& result) {
   scheduleProbe(index, nextProbeDelay(index));
 }
 
-std::chrono::milliseconds TaskRunner::nextProbeDelay(size_t index) const {
+std::chrono::milliseconds TaskRunner::nextProbeDelay(size_t index) {
   const auto& run = *runs_[index];
-  const auto interval =
-      std::chrono::milliseconds(definition_.containers[index].healthCheck->interval * 1000);
-  if (run.everHealthy) return interval;
-  return std::min(interval, kEarlyProbePeriod);
+  const int intervalSeconds = definition_.containers[index].healthCheck->interval;
+  const auto interval = std::chrono::milliseconds(intervalSeconds * 1000);
+  const double now = nowSeconds();
+  if (run.everHealthy || now - record().containers[index].startedAt >= intervalSeconds) {
+    return interval;
+  }
+  // Early probes: never more than a third of the time spent probing, so slow probes (a loaded
+  // machine, a heavy check command) do not make the machine slower still.
+  const auto lastProbe = std::chrono::milliseconds(
+      static_cast<int64_t>(std::max(0.0, now - run.probeStartedAt) * 1000));
+  return std::min(interval, std::max(kEarlyProbePeriod, 2 * lastProbe));
 }
 
 // Task health over essential containers: UNHEALTHY > UNKNOWN > HEALTHY (ecs.md §5.4).

@@ -17,9 +17,11 @@
 // one finished, `retries` consecutive failures → UNHEALTHY, a pass → HEALTHY, failures inside
 // `startPeriod` don't count until the first pass — with one difference that makes a HEALTHY
 // dependency cost milliseconds instead of an interval (reference/consul-ecs.md §10.1): until
-// its first pass a container is probed at once and then every kEarlyProbePeriod, and of those
-// early probes at most one failure per `interval` counts. So HEALTHY comes as soon as the
-// check passes, and UNHEALTHY never comes sooner than Docker would say it.
+// its first pass, and only during its first `interval`, a container is probed at once and then
+// every kEarlyProbePeriod or twice the last probe's duration, whichever is longer (probing
+// never takes more than a third of the time); of those early probes at most one failure per
+// `interval` counts. So HEALTHY comes as soon as the check passes, and UNHEALTHY never comes
+// sooner than Docker would say it.
 //
 // Every transition is written to the task's timeline and its ECS timestamps.
 //
@@ -92,6 +94,7 @@ class TaskRunner : public std::enable_shared_from_this<TaskRunner> {
     bool everHealthy = false;
     int consecutiveFailures = 0;
     double nextCountedProbeAt = 0;  // before the first HEALTHY: when a failure next counts
+    double probeStartedAt = 0;      // of the latest probe
     asio::steady_timer healthTimer;
     asio::steady_timer killTimer;
   };
@@ -117,7 +120,7 @@ class TaskRunner : public std::enable_shared_from_this<TaskRunner> {
   void finish();
 
   void scheduleProbe(size_t index, std::chrono::milliseconds delay);
-  std::chrono::milliseconds nextProbeDelay(size_t index) const;
+  std::chrono::milliseconds nextProbeDelay(size_t index);
   void probe(size_t index);
   void onProbe(size_t index, const ExecResult& result);
   void updateTaskHealth();

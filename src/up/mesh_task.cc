@@ -149,7 +149,7 @@ Result<json> expandMeshTask(const json& appTaskDefinition, const json& meshConfi
   agent["healthCheck"] =
       json{{"command", json::array({"CMD", kBinaryInImage, "service-health", serviceName})},
            {"interval", options.proxyHealthInterval},
-           {"timeout", 2},
+           {"timeout", 5},
            {"retries", 3},
            {"startPeriod", kAppStartPeriod}};
   json meshInit = meshContainer("mesh-init", options, false, {"mesh-init", "-timeout", "2m"});
@@ -165,7 +165,7 @@ Result<json> expandMeshTask(const json& appTaskDefinition, const json& meshConfi
   proxy["healthCheck"] =
       json{{"command", json::array({"CMD", kBinaryInImage, "net-dial", "127.0.0.1:" + publicPort})},
            {"interval", options.proxyHealthInterval},
-           {"timeout", 2},
+           {"timeout", 5},
            {"retries", 3}};
 
   json out = appTaskDefinition;
@@ -207,7 +207,7 @@ Result<json> serverTaskDefinition(const ServerTaskOptions& options) {
       {"healthCheck",
        {{"command", json::array({"CMD", kBinaryInImage, "net-dial", "127.0.0.1:8500"})},
         {"interval", 5},
-        {"timeout", 2},
+        {"timeout", 5},
         {"retries", 3}}},
   };
   json out = {{"family", options.family},
