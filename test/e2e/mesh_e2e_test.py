@@ -8,6 +8,7 @@ frontend task's IP only; everything else stays inside the runtime's own network 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,10 @@ class MeshE2ETest(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 cls.up.kill()
         cls.ecs.cleanup()
+        if os.environ.get("TASKMESH_KEEP_DATA"):
+            print(f"kept: {cls.root}", file=sys.stderr)
+        else:
+            shutil.rmtree(cls.root, ignore_errors=True)
 
     @classmethod
     def report(cls):
