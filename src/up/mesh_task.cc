@@ -148,7 +148,7 @@ Result<json> expandMeshTask(const json& appTaskDefinition, const json& meshConfi
   // — for a rolling update's minimumHealthyPercent — only when it can take traffic.
   agent["healthCheck"] =
       json{{"command", json::array({"CMD", kBinaryInImage, "service-health", serviceName})},
-           {"interval", options.proxyHealthInterval},
+           {"interval", options.healthInterval},
            {"timeout", 5},
            {"retries", 3},
            {"startPeriod", kAppStartPeriod}};
@@ -164,7 +164,7 @@ Result<json> expandMeshTask(const json& appTaskDefinition, const json& meshConfi
       json::array({json{{"containerPort", parsed->publicListenerPort}, {"protocol", "tcp"}}});
   proxy["healthCheck"] =
       json{{"command", json::array({"CMD", kBinaryInImage, "net-dial", "127.0.0.1:" + publicPort})},
-           {"interval", options.proxyHealthInterval},
+           {"interval", options.healthInterval},
            {"timeout", 5},
            {"retries", 3}};
 
@@ -206,9 +206,12 @@ Result<json> serverTaskDefinition(const ServerTaskOptions& options) {
       {"mountPoints", json::array({meshMount(false)})},
       {"healthCheck",
        {{"command", json::array({"CMD", kBinaryInImage, "net-dial", "127.0.0.1:8500"})},
-        {"interval", 5},
+        // Gentle: nothing waits for the server's HEALTHY (discover-servers waits for RUNNING),
+        // and replacing a server task loses the mesh's state.
+        {"interval", 30},
         {"timeout", 5},
-        {"retries", 3}}},
+        {"retries", 3},
+        {"startPeriod", 60}}},
   };
   json out = {{"family", options.family},
               {"networkMode", "awsvpc"},

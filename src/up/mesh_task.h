@@ -45,8 +45,10 @@ inline constexpr const char* kBinaryInImage = "/usr/local/bin/taskmesh";
 struct MeshTaskOptions {
   std::string image = "host";                        // -image
   std::string serverService = kDefaultServerFamily;  // -server-service: the server's ECS service
-  int proxyHealthInterval = 5;  // seconds, the ECS minimum; the local runtime probes sooner
-                                // until the first success (runtime/README.md)
+  // Seconds between the health probes of sidecar-proxy and consul-client. Startup does not
+  // wait for it on the local runtime, which probes sooner until the first pass
+  // (runtime/README.md); on ECS the first HEALTHY comes after one interval (5 s minimum).
+  int healthInterval = 10;
 };
 
 // `appTaskDefinition`: a RegisterTaskDefinition request (what `aws ecs
