@@ -130,10 +130,6 @@ class Load:
         self.thread.join(10)
 
 
-def phases_ms(task):
-    return task["phasesMs"], task["totalMs"]
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--taskmesh", required=True)
@@ -220,7 +216,7 @@ def main():
     print(f"RESULT mesh_first_start_t0_t4_ms median={statistics.median(totals)} "
           f"max={max(totals)}")
     print(f"RESULT mesh_single_task_t0_t4_ms {alone['totalMs']} phases={alone['phasesMs']}")
-    print(f"RESULT mesh_containers_rss_mb " +
+    print("RESULT mesh_containers_rss_mb " +
           " ".join(f"{k}={v:.1f}" for k, v in mem.items()) + f" sum={sum(mem.values()):.1f} "
           f"together={together:.1f}")
     print(f"RESULT rolling_update requests_ok={load.ok} failed={load.failed} "

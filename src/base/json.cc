@@ -1,5 +1,7 @@
 #include "base/json.h"
 
+#include "base/file.h"
+
 namespace taskmesh {
 namespace {
 
@@ -67,6 +69,17 @@ Result<Json> parseJsonBounded(std::string_view text, size_t maxDepth) {
 
 Result<Json> parseMsgpackBounded(std::string_view bytes, size_t maxDepth) {
   return parse(bytes, nlohmann::detail::input_format_t::msgpack, maxDepth);
+}
+
+Result<nlohmann::json> readJsonFile(const std::string& path) {
+  auto text = readFile(path);
+  if (!text) return makeError(ErrorCode::kInvalidArgument, path + ": " + text.error().message);
+  auto parsed = parseJsonBounded(*text);
+  if (!parsed) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     path + ": invalid JSON: " + parsed.error().message);
+  }
+  return parsed;
 }
 
 }  // namespace taskmesh

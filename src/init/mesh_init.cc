@@ -490,9 +490,9 @@ Result<MeshInitConfig> parseMeshInitConfig(std::string_view text) {
   return c;
 }
 
-Result<AgentAddress> resolveAgentAddress(const std::string& configAddr,
-                                         const std::string& envAddr) {
-  std::string source = !configAddr.empty() ? "agentHttpAddr" : "CONSUL_HTTP_ADDR";
+Result<AgentAddress> resolveAgentAddress(const std::string& configAddr, const std::string& envAddr,
+                                         const std::string& configName) {
+  std::string source = !configAddr.empty() ? configName : "CONSUL_HTTP_ADDR";
   std::string address = !configAddr.empty() ? configAddr
                         : !envAddr.empty()  ? envAddr
                                             : std::string(kDefaultAgentAddr);

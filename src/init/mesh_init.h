@@ -101,9 +101,11 @@ struct AgentAddress {
   std::string hostPort;  // "127.0.0.1:8500" ([v6]:port for IPv6)
 };
 
-// The agent address from the config's agentHttpAddr, else CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
-// Accepts "host:port" and "http://host:port"; errors (https, paths, bad ports) name the source.
-Result<AgentAddress> resolveAgentAddress(const std::string& configAddr, const std::string& envAddr);
+// The agent address from `configAddr` (mesh-init's agentHttpAddr, a command's -http-addr), else
+// CONSUL_HTTP_ADDR, else 127.0.0.1:8500. Accepts "host:port" and "http://host:port"; errors
+// (https, paths, bad ports) name the source: `configName`, or CONSUL_HTTP_ADDR.
+Result<AgentAddress> resolveAgentAddress(const std::string& configAddr, const std::string& envAddr,
+                                         const std::string& configName = "agentHttpAddr");
 
 // What the task metadata says about this task.
 struct TaskIdentity {

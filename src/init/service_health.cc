@@ -17,12 +17,9 @@ int runServiceHealth(const ServiceHealthOptions& options) {
     return kServiceHealthNotPassing;
   }
   const char* env = std::getenv("CONSUL_HTTP_ADDR");
-  auto agent = resolveAgentAddress(options.httpAddr, env ? env : "");
+  auto agent = resolveAgentAddress(options.httpAddr, env ? env : "", "-http-addr");
   if (!agent) {
-    // resolveAgentAddress names mesh-init's config field; here the address is a flag.
-    std::string message = agent.error().message;
-    if (message.starts_with("agentHttpAddr: ")) message = "-http-addr: " + message.substr(15);
-    std::fprintf(stderr, "service-health: %s\n", message.c_str());
+    std::fprintf(stderr, "service-health: %s\n", agent.error().message.c_str());
     return kServiceHealthNotPassing;
   }
   net::HttpClientRequest req;

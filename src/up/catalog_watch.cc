@@ -2,7 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 
 #include "base/backoff.h"
 #include "base/json.h"
@@ -44,11 +46,11 @@ void CatalogWatch::run() {
   using std::chrono::milliseconds;
   const Backoff fresh(milliseconds(100), milliseconds(1000));
   Backoff backoff = fresh;
-  std::string index = "0";
+  uint64_t index = 0;
   while (!stopping_) {
     net::HttpClientRequest req;
-    req.url =
-        "http://" + server_ + "/v1/health/service/" + service_ + "?passing&wait=2s&index=" + index;
+    req.url = "http://" + server_ + "/v1/health/service/" + service_ +
+              "?passing&wait=2s&index=" + std::to_string(index);
     req.timeout = milliseconds(5000);
     auto resp = net::httpRequest(req);
     double now = unixNow();
@@ -56,27 +58,28 @@ void CatalogWatch::run() {
                                             : Result<nlohmann::json>(nlohmann::json());
     if (!resp || resp->status != 200 || !body || !body->is_array()) {
       backoff.wait(Backoff::Clock::now() + milliseconds(2000));  // at most 1 s: stop() stays prompt
-      index = "0";
+      index = 0;
       continue;
     }
     backoff = fresh;
     std::set<std::string> passing;
     for (const auto& entry : *body) {
-      if (!entry.is_object() || !entry.contains("Service")) continue;
-      const auto& svc = entry["Service"];
-      if (svc.is_object() && svc.contains("ID") && svc["ID"].is_string()) {
-        passing.insert(svc["ID"].get<std::string>());
-      }
+      auto svc = entry.is_object() ? entry.find("Service") : entry.end();
+      if (svc == entry.end()) continue;
+      if (auto id = stringField(*svc, "ID"); !id.empty()) passing.insert(id);
     }
     {
       std::lock_guard lock(mu_);
       for (const auto& id : passing) firstPassing_.try_emplace(id, now);
       passingNow_ = std::move(passing);
     }
-    auto h = resp->headers.find("x-consul-index");
-    std::string next = h != resp->headers.end() ? h->second : "0";
-    // Consul's rule: an index that went backwards restarts from 0.
-    index = next.empty() ? "0" : next;
+    // Consul's rule: an index that is missing, malformed or went backwards restarts from 0.
+    uint64_t next = 0;
+    if (auto h = resp->headers.find("x-consul-index"); h != resp->headers.end()) {
+      const auto& v = h->second;
+      if (std::from_chars(v.data(), v.data() + v.size(), next).ec != std::errc()) next = 0;
+    }
+    index = next >= index ? next : 0;
   }
 }
 

@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <set>
 
-#include "base/file.h"
 #include "base/json.h"
 
 namespace taskmesh::up {
@@ -15,17 +14,9 @@ Error stackError(const std::string& file, const std::string& what) {
   return Error{ErrorCode::kInvalidArgument, file + ": " + what};
 }
 
-Result<json> readJson(const std::string& path) {
-  auto text = readFile(path);
-  if (!text) return makeError(stackError(path, text.error().message));
-  auto parsed = parseJsonBounded(*text);
-  if (!parsed) return makeError(stackError(path, "invalid JSON: " + parsed.error().message));
-  return parsed;
-}
-
 // A string member; required ones must be non-empty.
-Result<std::string> stringField(const json& obj, const std::string& file, const std::string& path,
-                                const char* key, bool required) {
+Result<std::string> stringMember(const json& obj, const std::string& file, const std::string& path,
+                                 const char* key, bool required) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
     if (required) return makeError(stackError(file, path + key + ": missing"));
@@ -57,12 +48,12 @@ Result<StackService> loadService(const json& s, const std::string& dir, const st
     return makeError(ok.error());
   }
   StackService out;
-  auto name = stringField(s, file, path, "name", true);
+  auto name = stringMember(s, file, path, "name", true);
   if (!name) return makeError(name.error());
   out.name = *name;
-  auto tdFile = stringField(s, file, path, "taskDefinition", true);
+  auto tdFile = stringMember(s, file, path, "taskDefinition", true);
   if (!tdFile) return makeError(tdFile.error());
-  auto meshFile = stringField(s, file, path, "meshConfig", true);
+  auto meshFile = stringMember(s, file, path, "meshConfig", true);
   if (!meshFile) return makeError(meshFile.error());
   if (auto it = s.find("desiredCount"); it != s.end()) {
     if (!it->is_number_unsigned() || it->get<uint64_t>() > 100) {
@@ -74,9 +65,9 @@ Result<StackService> loadService(const json& s, const std::string& dir, const st
     if (!it->is_boolean()) return makeError(stackError(file, path + "public: expected a boolean"));
     out.isPublic = it->get<bool>();
   }
-  auto app = readJson(dir + "/" + *tdFile);
+  auto app = readJsonFile(dir + "/" + *tdFile);
   if (!app) return makeError(app.error());
-  auto mesh = readJson(dir + "/" + *meshFile);
+  auto mesh = readJsonFile(dir + "/" + *meshFile);
   if (!mesh) return makeError(mesh.error());
   MeshTaskOptions options;
   options.image = image;
@@ -96,7 +87,7 @@ Result<StackService> loadService(const json& s, const std::string& dir, const st
 
 Result<Stack> loadStack(const std::string& dir, const std::string& image) {
   const std::string file = dir + "/stack.json";
-  auto j = readJson(file);
+  auto j = readJsonFile(file);
   if (!j) return makeError(j.error());
   if (!j->is_object()) return makeError(stackError(file, "expected a JSON object"));
   if (auto ok = rejectUnknown(*j, file, "", {"cluster", "server", "services"}); !ok) {
@@ -104,7 +95,7 @@ Result<Stack> loadStack(const std::string& dir, const std::string& image) {
   }
   Stack stack;
   stack.dir = dir;
-  auto cluster = stringField(*j, file, "", "cluster", true);
+  auto cluster = stringMember(*j, file, "", "cluster", true);
   if (!cluster) return makeError(cluster.error());
   stack.cluster = *cluster;
   ServerTaskOptions server;
@@ -114,10 +105,10 @@ Result<Stack> loadStack(const std::string& dir, const std::string& image) {
     if (auto ok = rejectUnknown(*it, file, "server.", {"service", "defaultIntentionPolicy"}); !ok) {
       return makeError(ok.error());
     }
-    auto service = stringField(*it, file, "server.", "service", false);
+    auto service = stringMember(*it, file, "server.", "service", false);
     if (!service) return makeError(service.error());
     if (!service->empty()) stack.serverService = server.family = *service;
-    auto policy = stringField(*it, file, "server.", "defaultIntentionPolicy", false);
+    auto policy = stringMember(*it, file, "server.", "defaultIntentionPolicy", false);
     if (!policy) return makeError(policy.error());
     if (!policy->empty()) server.defaultIntentionPolicy = *policy;
   }

@@ -10,16 +10,10 @@ namespace {
 
 using json = nlohmann::json;
 
-Result<json> readJsonFile(const std::string& flag, const std::string& path) {
-  auto text = readFile(path);
-  if (!text)
-    return makeError(ErrorCode::kInvalidArgument, flag + " " + path + ": " + text.error().message);
-  auto parsed = parseJsonBounded(*text);
-  if (!parsed) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     flag + " " + path + ": invalid JSON: " + parsed.error().message);
-  }
-  return parsed;
+Result<json> readFlagFile(const std::string& flag, const std::string& path) {
+  auto j = readJsonFile(path);
+  if (!j) return makeError(ErrorCode::kInvalidArgument, flag + " " + j.error().message);
+  return j;
 }
 
 Result<json> build(const TaskDefinitionOptions& o) {
@@ -34,9 +28,9 @@ Result<json> build(const TaskDefinitionOptions& o) {
     return makeError(ErrorCode::kInvalidArgument,
                      "give -app APP.json and -mesh-config MESH.json (or -server)");
   }
-  auto app = readJsonFile("-app", o.appFile);
+  auto app = readFlagFile("-app", o.appFile);
   if (!app) return makeError(app.error());
-  auto mesh = readJsonFile("-mesh-config", o.meshConfigFile);
+  auto mesh = readFlagFile("-mesh-config", o.meshConfigFile);
   if (!mesh) return makeError(mesh.error());
   return expandMeshTask(*app, *mesh, o.mesh);
 }

@@ -52,11 +52,6 @@ json arrayField(const json& body, const char* key) {
   return it != body.end() && it->is_array() ? *it : json::array();
 }
 
-std::string stringField(const json& obj, const char* key) {
-  auto it = obj.is_object() ? obj.find(key) : obj.end();
-  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 void say(const std::string& line) {
   std::fputs(line.c_str(), stdout);
   std::fflush(stdout);

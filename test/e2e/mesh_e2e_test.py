@@ -65,9 +65,13 @@ class Load:
                 self.failed.append(str(e))
             time.sleep(0.02)
 
-    def stop(self):
+    def stop(self, what):
+        """Stops after one more second of load and prints what happened during `what`."""
+        time.sleep(1)
         self._stop.set()
         self._thread.join(10)
+        print(f"\n{what}: {self.ok} requests ok, {len(self.failed)} failed "
+              f"({sorted(set(self.failed))[:3]})", file=sys.stderr)
         return self
 
 
@@ -253,10 +257,7 @@ class MeshE2ETest(unittest.TestCase):
             tasks = [t for t in self.running_tasks("backend") if t["lastStatus"] == "RUNNING"]
             return len(tasks) == 2 and len(self.passing_backends()) == 2
         wait_until(replaced, 90, interval=0.2, message="a replacement backend passing")
-        time.sleep(1)
-        load.stop()
-        print(f"\nkill -9 of a backend app: {load.ok} requests ok, {len(load.failed)} failed "
-              f"({sorted(set(load.failed))[:3]})", file=sys.stderr)
+        load.stop("kill -9 of a backend app")
         self.assertGreater(load.ok, 20)
         self.assertEqual(len({b for b in load.bodies[-10:]}), 2, "both backends serve again")
 
@@ -287,10 +288,7 @@ class MeshE2ETest(unittest.TestCase):
                     and len(self.passing_backends()) == 2
                     and all("v2" in b for b in load.bodies[-6:]))
         wait_until(rolled, 120, interval=0.2, message="the rolling update")
-        time.sleep(1)
-        load.stop()
-        print(f"\nrolling update of the backend: {load.ok} requests ok, {len(load.failed)} "
-              f"failed ({sorted(set(load.failed))[:3]})", file=sys.stderr)
+        load.stop("rolling update of the backend")
         self.assertGreater(load.ok, 20)
         # New tasks count as healthy only once their service passes (consul-client's health
         # check), and a stopping task's sidecar refuses the handshake once its app is gone, so
