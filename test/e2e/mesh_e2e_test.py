@@ -185,7 +185,10 @@ class MeshE2ETest(unittest.TestCase):
             self.assertLessEqual(at("discover-servers", "STOPPED"), at("mesh-init", "CREATED"))
             self.assertLessEqual(at("mesh-init", "STOPPED"), at("sidecar-proxy", "CREATED"))
             self.assertLessEqual(at("sidecar-proxy", "HEALTHY"), at("app", "CREATED"))
-            self.assertLessEqual(at("app", "RUNNING"), t["t4"])
+            # The app's process exists from `runc start` on, and the runtime notes RUNNING only
+            # once that returns, so the service may pass (T4) a few ms before RUNNING is noted;
+            # what the timeline promises is that the app was being started before it passed.
+            self.assertLessEqual(at("app", "CREATED"), t["t4"])
         self.assertIn("T4", self.up_output())
         self.assertIn("curl " + self.frontend_url, self.up_output())
 
