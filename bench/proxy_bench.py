@@ -13,8 +13,10 @@ turns in a rotating order, so that a slow spell of this shared machine falls on 
   2. latency at a fixed rate, open loop: request i is sent at t0 + i/rate on a free one of 16
      keep-alive connections and timed from that *scheduled* instant, so a stall that delays
      later sends counts against the path (no coordinated omission);
-  3. new connections/s: wrk with `Connection: close`, a full mTLS handshake A → B per request
-     (taskmesh never resumes TLS sessions; the peers' default, resumption on, is shown too).
+  3. new connections/s: wrk with `Connection: close`, an mTLS handshake A → B per request:
+     full handshakes (HAProxy `no-ssl-reuse`, nginx `proxy_ssl_session_reuse off`, taskmesh
+     through a sidecar A' started with `--tls-resumption=false`), and with TLS session
+     resumption on, each one's default.
 Then 4. VmRSS of A and B (nginx: master + worker) idle and with 1,000 connections held open.
 Pinning (--no-pin: none): sidecars on CPU 1, everything else on CPU 0. Prints RESULT lines and
 the report (--json, --markdown: also to files). Every process is started here and stopped by
@@ -218,10 +220,12 @@ class Bench:
         return port
 
     # Each *_pair starts sidecars A and B on the proxies' CPU and returns {port: A's listener,
-    # resume_port: A's listener that resumes TLS sessions (peers only), procs: [A, B]}.
+    # resume_port: A's listener that resumes TLS sessions, procs: [A, B]}; taskmesh resumes on
+    # every listener, so its full handshakes go through a third sidecar A' (full_port,
+    # full_procs: [A', B]).
 
     def taskmesh_pair(self, backend):
-        pa, pb = free_port(), free_port()
+        pa, pa_full, pb = free_port(), free_port(), free_port()
         for body in [  # as test/integration/mesh_test.py registers them
             {"Name": "api", "ID": "api-1", "Port": backend},
             {"Kind": "connect-proxy", "Name": "api-sidecar-proxy", "ID": "api-1-sidecar-proxy",
@@ -233,19 +237,27 @@ class Bench:
              "Address": HOST, "Port": free_port(),
              "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "web-1",
                        "LocalServicePort": 1, "Config": {"bind_address": HOST},
-                       "Upstreams": [{"DestinationName": "api", "LocalBindPort": pa}]}}]:
+                       "Upstreams": [{"DestinationName": "api", "LocalBindPort": pa}]}},
+            {"Kind": "connect-proxy", "Name": "web-sidecar-proxy", "ID": "web-1-full-proxy",
+             "Address": HOST, "Port": free_port(),
+             "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "web-1",
+                       "LocalServicePort": 1, "Config": {"bind_address": HOST},
+                       "Upstreams": [{"DestinationName": "api", "LocalBindPort": pa_full}]}}]:
             call(self.agent, "PUT", "/v1/agent/service/register", body)
         procs = []
-        for side, proxy_id in (("a", "web-1-sidecar-proxy"), ("b", "api-1-sidecar-proxy")):
+        for side, proxy_id, resume in (("a", "web-1-sidecar-proxy", "true"),
+                                       ("b", "api-1-sidecar-proxy", "true"),
+                                       ("a-full", "web-1-full-proxy", "false")):
             admin = free_port()
             p = self.start(f"taskmesh-{side}", [
                 self.args.taskmesh, "proxy", "-proxy-id", proxy_id, "-http-addr",
-                f"{HOST}:{self.agent}", "-admin-addr", f"{HOST}:{admin}", "--concurrency", "1"],
-                self.proxy_cpus)
+                f"{HOST}:{self.agent}", "-admin-addr", f"{HOST}:{admin}", "--concurrency", "1",
+                f"--tls-resumption={resume}"], self.proxy_cpus)
             wait_until(lambda: p.check() and call(admin, "GET", "/ready")[0] == 200, 60,
                        f"{p.name} /ready")
             procs.append(p)
-        return {"port": pa, "procs": procs}
+        return {"port": pa, "resume_port": pa, "full_port": pa_full, "procs": procs[:2],
+                "full_procs": [procs[2], procs[1]]}
 
     def haproxy_pair(self, backend):
         pa, pa_resume, pb = free_port(), free_port(), free_port()
@@ -378,8 +390,8 @@ class Quiet:
         self.waited += time.monotonic() - start
 
 
-def per_proxy(path, field):
-    return [proc_sum(p.pids(), field) for p in path["procs"]]
+def per_proxy(path, field, procs="procs"):
+    return [proc_sum(p.pids(), field) for p in path.get(procs, path["procs"])]
 
 
 def run_rounds(paths, args):
@@ -388,7 +400,7 @@ def run_rounds(paths, args):
     chunk = max(1, round(args.duration / args.rounds))
     runs = {"wrk": lambda p: wrk(p["port"], chunk),
             "open_loop": lambda p: open_loop(p["port"], args.rate, chunk),
-            "conn": lambda p: wrk(p["port"], chunk, close=True),
+            "conn": lambda p: wrk(p.get("full_port", p["port"]), chunk, close=True),
             "conn_resume": lambda p: wrk(p["resume_port"], chunk, close=True)}
     names, out, quiet = list(paths), {name: {} for name in paths}, Quiet(args.quiet_wait)
     for group in (["wrk"], ["open_loop"], ["conn", "conn_resume"]):  # a group shares rounds
@@ -401,14 +413,17 @@ def run_rounds(paths, args):
                     continue
                 quiet.wait()
                 try:
-                    cpu0, busy0, t0 = sum(per_proxy(path, "cpu")), cpu_busy(1), time.monotonic()
+                    procs = "full_procs" if figure == "conn" else "procs"
+                    cpu0, busy0 = sum(per_proxy(path, "cpu", procs)), cpu_busy(1)
+                    t0 = time.monotonic()
                     r = run(path)
                     r.update(wall=time.monotonic() - t0, cpu1=cpu_busy(1) - busy0,
-                             cpu=sum(per_proxy(path, "cpu")) - cpu0)
-                    for p in path["procs"]:
+                             cpu=sum(per_proxy(path, "cpu", procs)) - cpu0)
+                    for p in path.get(procs, path["procs"]):
                         p.check()
                 except Exception as e:  # noqa: BLE001 - reported as the path's failure
-                    dead = [f"{p.name} exited ({p.p.returncode})" for p in path["procs"]
+                    dead = [f"{p.name} exited ({p.p.returncode})"
+                            for p in path["procs"] + path.get("full_procs", [])
                             if p.p.poll() is not None]
                     total["failed"] = f"{figure}: " + " ".join((dead or [str(e)])[0].split())[:300]
                     continue
@@ -479,7 +494,10 @@ def markdown(results, args, pinned, ver):
         if "failed" in r:
             rows.append(f"| {r['path']} | failed: {r['failed']} |" + " |" * 8)
             continue
-        resume = f"{r['conn_resume']['rps']:,.0f}" if "conn_resume" in r else "—"
+        resume = "—"
+        if "conn_resume" in r:
+            rps, ha_rps = r["conn_resume"]["rps"], (ha or {}).get("conn_resume", {}).get("rps")
+            resume = f"{rps:,.0f}" + (f" ({rps / ha_rps:.2f}×)" if ha_rps else "")
         rows.append(f"| {r['path']} | {load(r, 'wrk')} | {load(r, 'conn')} | {resume} |")
         o = r["open_loop"]
         lat.append(f"| {r['path']} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | {o['max_ms']:.1f} | "
@@ -505,15 +523,16 @@ def markdown(results, args, pinned, ver):
         "",
         "| path | req/s, 32 conns | sidecars' CPU (others) | req/s per sidecar core | vs HAProxy "
         "| new conns/s | sidecars' CPU (others) | conns/s per core | vs HAProxy "
-        "| new conns/s, TLS resumption on |",
+        "| new conns/s, TLS resumption on (vs HAProxy) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Sidecars' CPU: A + B, % of one core; others: what other processes took of that core "
         "meanwhile. Per core: the rate divided by the sidecars' CPU. vs HAProxy: rate / per core. "
-        "New conns/s: `Connection: close`, full handshakes (taskmesh does not resume; HAProxy "
-        "`no-ssl-reuse`, nginx `proxy_ssl_session_reuse off`); the last column is the peers' "
-        "default."
+        "New conns/s: `Connection: close`, full handshakes (HAProxy `no-ssl-reuse`, nginx "
+        "`proxy_ssl_session_reuse off`, taskmesh through a sidecar A' with "
+        "`--tls-resumption=false`, whose CPU counts instead of A's); the last column: TLS "
+        "session resumption on, each one's default."
         + (f" **Noisy run:** other processes took up to {', '.join(noisy)} of the sidecars' "
            "core during a run; compare the per-core columns." if noisy else ""),
         "",

@@ -160,6 +160,12 @@ int main(int argc, char** argv) {
                        "127.0.0.1:19000)");
   proxyCmd->add_option("--concurrency", proxy.concurrency, "Worker threads")->capture_default_str();
   proxyCmd
+      ->add_option("--tls-resumption", proxy.tlsResumption,
+                   "Resume TLS 1.3 sessions between sidecars: tickets last 10 min and only "
+                   "under the configuration that issued them (false: every connection does a "
+                   "full handshake)")
+      ->capture_default_str();
+  proxyCmd
       ->add_option("--drain-timeout", proxy.drainTimeout,
                    "On SIGTERM, how long open connections may finish (Go duration)")
       ->capture_default_str();

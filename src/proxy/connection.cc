@@ -379,6 +379,13 @@ void PublicConnection::handshake() {
     return close();
   }
   cancelTimer();
+  if (SSL_session_reused(down_.ssl.get())) {
+    if (!checkResumedPeer(down_.ssl.get())) {
+      counters_.add(Counter::kTlsExpired);
+      return close();
+    }
+    counters_.add(Counter::kTlsResumed);
+  }
   auto id = connect::serviceIdOf(SSL_get0_peer_certificate(down_.ssl.get()));
   if (!id) {  // the verify callback accepted only service IDs; be safe anyway
     counters_.add(Counter::kTlsTrustDomain);
@@ -449,6 +456,8 @@ void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
   }
   peerCheck_ = PeerCheck{.expected = &upstream_->expectedPeer};
   attachPeerCheck(up_.ssl.get(), &peerCheck_);
+  if (TicketQueue* tickets = endpoint().ticketsOf(worker_.id()))
+    offerTicket(up_.ssl.get(), tickets);
   phase_ = Phase::kHandshake;
   armTimer(handshakeTimeout());
   handshake();
@@ -463,6 +472,10 @@ void UpstreamConnection::handshake() {
   if (wantMore(up_, r)) return;
   if (r.status != IoStatus::kOk) {
     return attemptFailed(classifyHandshakeFailure(up_.ssl.get(), r, false));
+  }
+  if (SSL_session_reused(up_.ssl.get())) {
+    if (!checkResumedPeer(up_.ssl.get())) return attemptFailed(Counter::kTlsExpired);
+    counters_.add(Counter::kTlsResumed);
   }
   cancelTimer();
   EndpointState* state = endpoint().state.get();

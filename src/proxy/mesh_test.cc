@@ -348,6 +348,51 @@ TEST_F(Mesh, RootRotationUnderLoadLosesNoRequests) {
   EXPECT_TRUE(api_->waitMetric(tls(kApiPublic, "untrusted"), 1));
 }
 
+// Sessions resume between the sidecars, each ticket once, and only under the snapshots that
+// issued and verified them: a new snapshot on either side means a full handshake, without a
+// failed connection.
+TEST_F(Mesh, TlsSessionsResumeOnlyWithinOneSnapshotOnEachSide) {
+  startBoth();
+  const std::string resumed = "taskmesh_proxy_tls_sessions_resumed_total";
+  auto exchanges = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(echoOnce(upstreamPort_, randomPayload(100, static_cast<uint32_t>(i)), 5s));
+    }
+  };
+  auto settled = [&](double apiResumed) {  // both sides counted the same handshakes
+    return waitUntil([&] {
+      return api_->metric(series(resumed, kApiPublic)) == apiResumed &&
+             web_->metric(series(resumed, kWebUpstream)) == apiResumed;
+    });
+  };
+  exchanges(12);
+  double r0 = web_->metric(series(resumed, kWebUpstream));
+  // Two workers on web: each one's first connection is a full handshake, the rest resume.
+  EXPECT_GE(r0, 8);
+  EXPECT_TRUE(settled(r0));
+
+  // api's new snapshot (a new ticket key): web's tickets are refused, the handshake is full.
+  double before = index(*api_);
+  agent_.publish(apiSnapshot());
+  waitApplied(*api_, before);
+  exchanges(1);
+  EXPECT_TRUE(settled(r0));
+  exchanges(12);
+  double r1 = web_->metric(series(resumed, kWebUpstream));
+  EXPECT_GE(r1, r0 + 8);
+  EXPECT_TRUE(settled(r1));
+
+  // web's new snapshot: its ticket queues start empty.
+  before = index(*web_);
+  agent_.publish(webSnapshot({apiPublic_}));
+  waitApplied(*web_, before);
+  exchanges(1);
+  EXPECT_TRUE(settled(r1));
+  EXPECT_EQ(api_->metric(tls(kApiPublic, "protocol")), 0);
+  EXPECT_EQ(web_->metric(series("taskmesh_proxy_upstream_connect_failures_total", kWebUpstream)),
+            0);
+}
+
 TEST_F(Mesh, GarbageAndHalfOpenClientsAreCountedAndServiceContinues) {
   startBoth();
   {

@@ -144,6 +144,7 @@ Result<ProxyConfig> resolveProxyConfig(const ProxyOptions& o, const ProxyEnviron
                    std::to_string(o.concurrency));
   }
   c.concurrency = o.concurrency;
+  c.tlsResumption = o.tlsResumption;
   auto drain = parsePositiveDurationFlag("-drain-timeout", o.drainTimeout);
   if (!drain) return makeError(drain.error());
   c.drainTimeout = *drain;

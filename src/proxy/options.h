@@ -25,6 +25,7 @@ struct ProxyOptions {
   std::string token;                 // -token
   std::string adminAddr;             // -admin-addr: IP:PORT
   int concurrency = 1;               // --concurrency: worker threads, 1..kMaxConcurrency
+  bool tlsResumption = true;         // -tls-resumption: TLS 1.3 session tickets between sidecars
   std::string drainTimeout = "15s";  // -drain-timeout (Go duration)
   std::string logLevel = "info";     // -log-level
 };
@@ -46,6 +47,7 @@ struct ProxyConfig {
   std::string token;          // "" = none; never logged
   std::string adminAddr = kDefaultAdminAddr;
   int concurrency = 1;
+  bool tlsResumption = true;  // session_tickets.h
   std::chrono::milliseconds drainTimeout{15000};
 
   // Tunables that are not flags (tests shorten them).

@@ -189,7 +189,9 @@ Result<void> Proxy::handlePoll(const Result<net::HttpClientResponse>& response, 
 Result<void> Proxy::apply(connect::ProxySnapshot snapshot) {
   if (draining_) return makeError(ErrorCode::kUnavailable, "draining");
   uint64_t index = snapshot.index;
-  auto runtime = buildRuntime(std::move(snapshot), registry_, std::chrono::system_clock::now());
+  auto runtime =
+      buildRuntime(std::move(snapshot), registry_, std::chrono::system_clock::now(),
+                   {.workers = config_.concurrency, .tlsResumption = config_.tlsResumption});
   if (!runtime) {
     return makeError(runtime.error().code, "snapshot rejected: " + runtime.error().message);
   }

@@ -114,7 +114,8 @@ Result<Credentials> loadCredentials(const connect::ProxySnapshot& s, connect::Ti
 }
 
 // A TLS 1.3-only context with our leaf, key and roots, verifying its peer with verifyPeer.
-Result<SslCtxPtr> makeContext(bool server, const Credentials& c, const std::string* trustDomain) {
+Result<SslCtxPtr> makeContext(bool server, const Credentials& c, const std::string* trustDomain,
+                              bool tlsResumption) {
   SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
   if (!ctx) return makeError(ErrorCode::kInternal, "SSL_CTX_new: " + opensslError());
   SSL_CTX* p = ctx.get();
@@ -137,13 +138,17 @@ Result<SslCtxPtr> makeContext(bool server, const Credentials& c, const std::stri
                              SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_session_cache_mode(p, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_read_ahead(p, 1);
+  if (tlsResumption) {
+    server ? enableServerTickets(p) : enableClientTickets(p);
+  } else if (server) {
+    SSL_CTX_set_num_tickets(p, 0);
+  }
   // BoringSSL's (and so Envoy's) TLS 1.3 preference: AES-128-GCM first; cheaper per record
   // than OpenSSL's default AES-256-GCM, and a suite every TLS 1.3 peer implements.
   if (SSL_CTX_set_ciphersuites(
           p, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1) {
     return makeError(ErrorCode::kInternal, "TLS ciphersuites: " + opensslError());
   }
-  if (server) SSL_CTX_set_num_tickets(p, 0);
   return ctx;
 }
 
@@ -163,7 +168,7 @@ void precomputeVerdicts(Runtime& rt) {
   rt.otherSources = verdict(std::string(connect::kWildcard));
 }
 
-Result<void> buildUpstreams(Runtime& rt, EndpointRegistry& registry) {
+Result<void> buildUpstreams(Runtime& rt, EndpointRegistry& registry, const BuildOptions& options) {
   rt.upstreams.reserve(rt.snapshot.upstreams.size());
   for (size_t i = 0; i < rt.snapshot.upstreams.size(); ++i) {
     const auto& u = rt.snapshot.upstreams[i];
@@ -185,6 +190,7 @@ Result<void> buildUpstreams(Runtime& rt, EndpointRegistry& registry) {
       std::string host =
           e.address.find(':') != std::string::npos ? "[" + e.address + "]" : e.address;
       er.state = registry.get(ur.listenerName, host + ":" + std::to_string(e.port));
+      if (options.tlsResumption) er.tickets = std::make_unique<TicketQueue[]>(options.workers);
       ur.endpoints.push_back(std::move(er));
     }
     rt.upstreams.push_back(std::move(ur));
@@ -231,7 +237,9 @@ void EndpointRegistry::prune() {
 
 Result<std::shared_ptr<const Runtime>> buildRuntime(connect::ProxySnapshot snapshot,
                                                     EndpointRegistry& registry,
-                                                    connect::TimePoint now) {
+                                                    connect::TimePoint now,
+                                                    const BuildOptions& options) {
+  if (options.workers < 1) return invalid("workers: must be at least 1");
   if (auto ok = connect::validateTrustDomain(snapshot.trustDomain); !ok) {
     return invalid("TrustDomain: " + ok.error().message);
   }
@@ -240,13 +248,13 @@ Result<std::shared_ptr<const Runtime>> buildRuntime(connect::ProxySnapshot snaps
   auto creds = loadCredentials(rt->snapshot, now);
   if (!creds) return makeError(creds.error());
   // The contexts point at rt->snapshot.trustDomain, which lives as long as they do.
-  auto server = makeContext(true, *creds, &rt->snapshot.trustDomain);
+  auto server = makeContext(true, *creds, &rt->snapshot.trustDomain, options.tlsResumption);
   if (!server) return makeError(server.error());
-  auto client = makeContext(false, *creds, &rt->snapshot.trustDomain);
+  auto client = makeContext(false, *creds, &rt->snapshot.trustDomain, options.tlsResumption);
   if (!client) return makeError(client.error());
   rt->serverCtx = std::move(*server);
   rt->clientCtx = std::move(*client);
-  if (auto ok = buildUpstreams(*rt, registry); !ok) return makeError(ok.error());
+  if (auto ok = buildUpstreams(*rt, registry, options); !ok) return makeError(ok.error());
   boost::system::error_code ec;
   auto appIp = boost::asio::ip::make_address(rt->snapshot.localAppAddress, ec);
   if (!ec) {

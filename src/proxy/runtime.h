@@ -8,8 +8,9 @@
 // trust exactly the snapshot's roots. The server context requires a client certificate; its
 // verify callback also requires the leaf's SPIFFE ID to be a service in the snapshot's trust
 // domain. The client context additionally requires the server's SPIFFE ID to equal the
-// upstream's (set per connection with setExpectedPeer). Session tickets are off: every
-// connection verifies its peer against the current roots.
+// upstream's (set per connection with setExpectedPeer). Unless BuildOptions::tlsResumption
+// is off, both resume TLS 1.3 sessions; session_tickets.h says why that stays within one
+// snapshot's roots and identities.
 
 #include <openssl/ssl.h>
 
@@ -27,6 +28,7 @@
 #include "connect/verify.h"
 #include "net/asio.h"
 #include "proxy/endpoints.h"
+#include "proxy/session_tickets.h"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -51,6 +53,10 @@ struct EndpointRuntime {
   connect::UpstreamEndpoint config;
   std::optional<boost::asio::ip::tcp::endpoint> ip;  // set when config.address is an IP literal
   std::shared_ptr<EndpointState> state;
+  // Session tickets from this endpoint, one queue per worker (indexed by Worker::id()); each
+  // worker touches only its own, though the Runtime is shared const. Null: resumption is off.
+  std::unique_ptr<TicketQueue[]> tickets;
+  TicketQueue* ticketsOf(int worker) const { return tickets ? &tickets[worker] : nullptr; }
 };
 
 struct UpstreamRuntime {
@@ -108,12 +114,18 @@ class EndpointRegistry {
   std::map<std::pair<std::string, std::string>, std::weak_ptr<EndpointState>> states_;
 };
 
+struct BuildOptions {
+  int workers = 1;            // the proxy's --concurrency: one TicketQueue per endpoint each
+  bool tlsResumption = true;  // issue (public listener) and use (upstreams) session tickets
+};
+
 // Builds the Runtime for `snapshot`. Errors (kInvalidArgument) name what is wrong: the leaf or
 // key does not parse, they do not match, the leaf's SPIFFE ID is not this proxy's service in the
 // snapshot's trust domain, it does not chain to the roots or is expired (checked at `now`), a
 // root is not a CA, an upstream's SpiffeID does not parse.
 Result<std::shared_ptr<const Runtime>> buildRuntime(connect::ProxySnapshot snapshot,
                                                     EndpointRegistry& registry,
-                                                    connect::TimePoint now);
+                                                    connect::TimePoint now,
+                                                    const BuildOptions& options = {});
 
 }  // namespace taskmesh::proxy

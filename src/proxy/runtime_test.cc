@@ -60,6 +60,49 @@ TEST_F(RuntimeBuild, BuildsContextsUpstreamsAndEndpointState) {
             SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
 }
 
+TEST_F(RuntimeBuild, SessionTicketsFollowTheOptions) {
+  auto on = buildRuntime(snapshot(), registry_, std::chrono::system_clock::now(),
+                         {.workers = 3, .tlsResumption = true});
+  ASSERT_TRUE(on.has_value()) << on.error().message;
+  const auto& ep = (*on)->upstreams[0].endpoints[0];
+  ASSERT_NE(ep.ticketsOf(2), nullptr);
+  EXPECT_NE(ep.ticketsOf(0), ep.ticketsOf(1));  // one queue per worker
+  EXPECT_EQ(ep.ticketsOf(2)->size(), 0u);
+  EXPECT_EQ(SSL_CTX_get_num_tickets((*on)->serverCtx.get()), 2u);
+  EXPECT_EQ(SSL_CTX_get_timeout((*on)->serverCtx.get()), kTicketLifetime.count());
+  EXPECT_EQ(SSL_CTX_get_options((*on)->serverCtx.get()) & SSL_OP_NO_TICKET, 0u);
+  EXPECT_NE(SSL_CTX_get_session_cache_mode((*on)->clientCtx.get()) & SSL_SESS_CACHE_CLIENT, 0);
+
+  auto off = buildRuntime(snapshot(), registry_, std::chrono::system_clock::now(),
+                          {.workers = 3, .tlsResumption = false});
+  ASSERT_TRUE(off.has_value()) << off.error().message;
+  EXPECT_EQ((*off)->upstreams[0].endpoints[0].ticketsOf(0), nullptr);
+  EXPECT_EQ(SSL_CTX_get_num_tickets((*off)->serverCtx.get()), 0u);
+  EXPECT_NE(SSL_CTX_get_options((*off)->clientCtx.get()) & SSL_OP_NO_TICKET, 0u);
+
+  auto none = buildRuntime(snapshot(), registry_, std::chrono::system_clock::now(), {.workers = 0});
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().message, "workers: must be at least 1");
+}
+
+TEST(TicketQueue, KeepsTheNewestAndHandsEachOutOnce) {
+  TicketQueue q;
+  std::vector<SSL_SESSION*> made;
+  for (size_t i = 0; i < kTicketsPerEndpoint + 2; ++i) {
+    made.push_back(SSL_SESSION_new());
+    SSL_SESSION_up_ref(made.back());  // keep one reference here to compare pointers
+    q.push(made.back());
+  }
+  EXPECT_EQ(q.size(), kTicketsPerEndpoint);
+  for (size_t i = 0; i < kTicketsPerEndpoint; ++i) {
+    SSL_SESSION* s = q.pop();
+    EXPECT_EQ(s, made[made.size() - 1 - i]);  // newest first
+    SSL_SESSION_free(s);
+  }
+  EXPECT_EQ(q.pop(), nullptr);
+  for (auto* s : made) SSL_SESSION_free(s);
+}
+
 TEST_F(RuntimeBuild, EndpointStateSurvivesANewSnapshot) {
   auto first = build(snapshot());
   ASSERT_TRUE(first.has_value());

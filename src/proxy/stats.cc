@@ -31,6 +31,8 @@ constexpr Family kRefused{"taskmesh_proxy_downstream_cx_refused_total", "counter
                           "Connections closed at once because the proxy was draining."};
 constexpr Family kTls{"taskmesh_proxy_tls_handshake_failures_total", "counter",
                       "TLS handshakes that failed, by reason."};
+constexpr Family kResumed{"taskmesh_proxy_tls_sessions_resumed_total", "counter",
+                          "TLS handshakes that resumed a session from a ticket."};
 constexpr Family kDenied{"taskmesh_proxy_denied_total", "counter",
                          "Connections denied by intentions, by reason."};
 constexpr Family kConnect{"taskmesh_proxy_upstream_connect_failures_total", "counter",
@@ -55,6 +57,7 @@ constexpr Series kSeries[] = {
     {Counter::kTlsExpired, &kTls, "expired"},
     {Counter::kTlsTrustDomain, &kTls, "trust_domain"},
     {Counter::kTlsSpiffeId, &kTls, "spiffe_id"},
+    {Counter::kTlsResumed, &kResumed, nullptr},
     {Counter::kDeniedIntention, &kDenied, "intention"},
     {Counter::kDeniedDefault, &kDenied, "default_deny"},
     {Counter::kConnectFailures, &kConnect, nullptr},

@@ -31,6 +31,7 @@ enum class Counter : uint8_t {
   kTlsExpired,       // a certificate in the chain is expired or not yet valid
   kTlsTrustDomain,   // the leaf's SPIFFE ID is missing or in another trust domain
   kTlsSpiffeId,      // the server's SPIFFE ID is not the upstream's
+  kTlsResumed,       // handshakes that resumed a session (no certificates exchanged)
   kDeniedIntention,  // a deny intention matched
   kDeniedDefault,    // no intention matched and the default is deny
   kConnectFailures,  // failed attempts to reach the local app / an upstream endpoint
