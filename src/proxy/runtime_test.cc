@@ -70,7 +70,9 @@ TEST_F(RuntimeBuild, SessionTicketsFollowTheOptions) {
   EXPECT_EQ(ep.ticketsOf(2)->size(), 0u);
   EXPECT_EQ(SSL_CTX_get_num_tickets((*on)->serverCtx.get()), 2u);
   EXPECT_EQ(SSL_CTX_get_timeout((*on)->serverCtx.get()), kTicketLifetime.count());
-  EXPECT_EQ(SSL_CTX_get_options((*on)->serverCtx.get()) & SSL_OP_NO_TICKET, 0u);
+  EXPECT_EQ(SSL_CTX_get_session_cache_mode((*on)->serverCtx.get()), SSL_SESS_CACHE_SERVER);
+  EXPECT_EQ(SSL_CTX_sess_get_cache_size((*on)->serverCtx.get()),
+            static_cast<long>(kServerSessionCache));
   EXPECT_NE(SSL_CTX_get_session_cache_mode((*on)->clientCtx.get()) & SSL_SESS_CACHE_CLIENT, 0);
 
   auto off = buildRuntime(snapshot(), registry_, std::chrono::system_clock::now(),
@@ -78,6 +80,7 @@ TEST_F(RuntimeBuild, SessionTicketsFollowTheOptions) {
   ASSERT_TRUE(off.has_value()) << off.error().message;
   EXPECT_EQ((*off)->upstreams[0].endpoints[0].ticketsOf(0), nullptr);
   EXPECT_EQ(SSL_CTX_get_num_tickets((*off)->serverCtx.get()), 0u);
+  EXPECT_EQ(SSL_CTX_get_session_cache_mode((*off)->serverCtx.get()), SSL_SESS_CACHE_OFF);
   EXPECT_NE(SSL_CTX_get_options((*off)->clientCtx.get()) & SSL_OP_NO_TICKET, 0u);
 
   auto none = buildRuntime(snapshot(), registry_, std::chrono::system_clock::now(), {.workers = 0});

