@@ -166,16 +166,20 @@ struct CheckRunners::Runner {
 
 namespace {
 
-// How long after a probe started the next one starts. A check that has not passed yet runs ten
-// times per interval (at least kEarlyPace apart), so a service whose app is still starting
+// How long after a probe started the next one starts. A check that has not passed yet runs
+// twenty times per interval, at least kEarlyPace apart (a script check, which starts a process
+// each time, ten times and kEarlyScriptPace apart), so a service whose app is still starting
 // passes within kEarlyPace of the app answering rather than up to one interval later (T3→T4 of
 // a task). Not with SuccessBeforePassing > 1, whose consecutive passes are meant to be spread
 // over intervals.
-constexpr std::chrono::milliseconds kEarlyPace{200};
+constexpr std::chrono::milliseconds kEarlyPace{50};
+constexpr std::chrono::milliseconds kEarlyScriptPace{200};
 
 std::chrono::milliseconds pace(const CheckDefinition& d, bool passed) {
   if (passed || d.successBeforePassing > 1) return d.interval;
-  return std::min(d.interval, std::max(kEarlyPace, d.interval / 10));
+  auto early = d.kind == CheckKind::kScript ? std::max(kEarlyScriptPace, d.interval / 10)
+                                            : std::max(kEarlyPace, d.interval / 20);
+  return std::min(d.interval, early);
 }
 
 }  // namespace
