@@ -5,9 +5,9 @@
 // refreshed in time), alias (mirrors a local service at once, a remote one through blocking
 // queries). Interval checks run once at registration, not after a first interval, and then
 // every Interval — except that until a check first passes it runs twenty times per Interval
-// (at least 50 ms apart; script checks ten times, 200 ms apart; not with SuccessBeforePassing >
-// 1), so a starting app is seen passing within 50 ms, not up to an Interval late. The consecutive-result thresholds apply between
-// probe results and status.
+// (at least 50 ms apart; script checks ten times, 200 ms apart; not with SuccessBeforePassing
+// > 1), so a starting app is seen passing within 50 ms, not up to an Interval late. The
+// consecutive-result thresholds apply between probe results and status.
 // Services whose check stays critical longer than DeregisterCriticalServiceAfter are removed.
 // Unlike Consul, which opens a new connection for every HTTP check run, an HTTP check keeps one
 // keep-alive connection (net::HttpConnection): a new TCP connection per run costs more CPU
