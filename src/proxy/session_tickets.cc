@@ -29,11 +29,11 @@ TicketQueue::~TicketQueue() {
 }
 
 void TicketQueue::push(SSL_SESSION* session) {
-  sessions_.push_back(session);
-  while (sessions_.size() > kTicketsPerEndpoint) {
+  if (sessions_.size() == kTicketsPerEndpoint) {
     SSL_SESSION_free(sessions_.front());
-    sessions_.pop_front();
+    sessions_.erase(sessions_.begin());
   }
+  sessions_.push_back(session);
 }
 
 SSL_SESSION* TicketQueue::pop() {

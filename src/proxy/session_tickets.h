@@ -26,7 +26,7 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
+#include <vector>
 
 namespace taskmesh::proxy {
 
@@ -53,7 +53,9 @@ class TicketQueue {
   size_t size() const { return sessions_.size(); }
 
  private:
-  std::deque<SSL_SESSION*> sessions_;  // oldest first
+  // Oldest first; at most kTicketsPerEndpoint. A vector, not a deque: one exists per endpoint
+  // and worker, and a deque allocates a 512-byte block for its first element.
+  std::vector<SSL_SESSION*> sessions_;
 };
 
 // Server context: issue stateful tickets (kTicketLifetime, kServerSessionCache), and give the
