@@ -68,6 +68,16 @@ int main(int argc, char** argv) {
                    "How long a failed node stays before it is reaped")
       ->capture_default_str();
   serverCmd
+      ->add_option("--raft-snapshot-threshold", server.raftSnapshotThreshold,
+                   "Raft entries since the last snapshot that make the next one due")
+      ->check(CLI::Range(1u, 1u << 24))
+      ->capture_default_str();
+  serverCmd
+      ->add_option("--raft-snapshot-interval", server.raftSnapshotInterval,
+                   "How often a due snapshot is taken (staggered up to twice this); one is "
+                   "taken anyway at 8x the threshold")
+      ->capture_default_str();
+  serverCmd
       ->add_option("--default-intention-policy", server.defaultIntentionPolicy,
                    "What a connection no intention matches gets: allow or deny "
                    "(Consul's acl.default_policy)")

@@ -10,15 +10,18 @@
 // Nothing here assumes one voter: commits, leadership and readiness come from libraft.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "base/result.h"
+#include "raft/forked_encoder.h"
 #include "store/state_store.h"
 
 struct raft;
@@ -35,12 +38,20 @@ struct uv_check_s;
 namespace taskmesh::raft {
 
 struct RaftOptions {
-  std::string dataDir;                 // holds the log segments and snapshots
-  uint64_t id = 1;                     // this server's Raft ID
-  std::string address;                 // "IP:PORT" other servers reach for Raft traffic
-  bool bootstrap = false;              // on a pristine data dir, start a cluster of this one voter
-  unsigned snapshotThreshold = 16384;  // entries between snapshots
-  unsigned snapshotTrailing = 4096;    // entries kept in the log after a snapshot
+  std::string dataDir;     // holds the log segments and snapshots
+  uint64_t id = 1;         // this server's Raft ID
+  std::string address;     // "IP:PORT" other servers reach for Raft traffic
+  bool bootstrap = false;  // on a pristine data dir, start a cluster of this one voter
+  // Snapshot policy, Consul's (raft_snapshot_threshold, raft_snapshot_interval): every
+  // interval, staggered at random up to twice that, take a snapshot if at least `threshold`
+  // entries were applied since the last one. Whatever the interval, one is taken as soon as
+  // kSnapshotBacklogFactor × threshold entries pile up: that bounds the log held in memory
+  // and replayed on restart. A snapshot pauses applying for a copy of the tables (its
+  // duration is logged), so fewer snapshots under a write burst means fewer such pauses.
+  unsigned snapshotThreshold = 16384;
+  std::chrono::milliseconds snapshotInterval{30000};
+  unsigned snapshotTrailing = 4096;  // entries kept in the log after a snapshot
+  static constexpr unsigned kSnapshotBacklogFactor = 8;
 };
 
 struct Hooks {
@@ -86,6 +97,8 @@ class RaftNode {
   void threadMain();
   void drainQueue();
   void pollState();
+  void armSnapshotTimer();
+  void snapshotDue();
   static int fsmApply(struct ::raft_fsm* fsm, const struct ::raft_buffer* buf, void** result);
   static int fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
   static int queueAsyncWork(struct ::raft_io* io, struct ::raft_io_async_work* req,
@@ -107,10 +120,12 @@ class RaftNode {
   std::unique_ptr<::uv_async_s> wake_;
   std::unique_ptr<::uv_timer_s> poll_;
   std::unique_ptr<::uv_check_s> turn_;
+  std::unique_ptr<::uv_timer_s> snapshotTimer_;
   store::ApplyResult lastResult_;  // result of the entry being applied, read by its callback
-  // The tables as of the snapshot being taken: copied on the Raft thread by fsmSnapshot,
-  // encoded and released by fsmSnapshotAsync on a libuv worker thread (libraft orders the two).
-  std::unique_ptr<store::Tables> snapshotTables_;
+  // The snapshot being taken: fsmSnapshot (Raft thread) forks the child that encodes the
+  // tables as they are at that moment; fsmSnapshotAsync (a libuv worker) collects its bytes;
+  // libraft orders the two. fsmSnapshotFinalize drops a child never collected.
+  std::optional<ForkedEncoder> snapshotEncoder_;
   bool barrierPending_ = false;
   int lastState_ = 0;
 

@@ -126,9 +126,11 @@ int run(const ServerOptions& o) {
     return 1;
   }
   LivenessOptions lo;
+  raft::RaftOptions ro;
   for (auto [flag, text, out] :
        {std::tuple{"-node-failure-timeout", &o.nodeFailureTimeout, &lo.failureTimeout},
-        std::tuple{"-reconnect-timeout", &o.reconnectTimeout, &lo.reconnectTimeout}}) {
+        std::tuple{"-reconnect-timeout", &o.reconnectTimeout, &lo.reconnectTimeout},
+        std::tuple{"-raft-snapshot-interval", &o.raftSnapshotInterval, &ro.snapshotInterval}}) {
     auto d = parsePositiveDurationFlag(flag, *text);
     if (!d) {
       std::fprintf(stderr, "taskmesh server: %s\n", d.error().message.c_str());
@@ -181,8 +183,8 @@ int run(const ServerOptions& o) {
       if (caPtr) caPtr->leaderReady();
     });
   };
-  raft::RaftOptions ro;
   ro.dataDir = o.dataDir + "/raft";
+  ro.snapshotThreshold = o.raftSnapshotThreshold;
   ro.address = raftAddress;
   ro.bootstrap = o.bootstrap;
   raft::RaftNode node(store, ro, hooks);

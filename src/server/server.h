@@ -22,6 +22,9 @@ struct ServerOptions {
   std::string nodeFailureTimeout = "5s";         // -node-failure-timeout: silent node → critical
   std::string reconnectTimeout = "15m";          // -reconnect-timeout: critical node → reaped
   std::string defaultIntentionPolicy = "allow";  // -default-intention-policy: allow | deny
+  // Consul's raft_snapshot_threshold and raft_snapshot_interval (raft::RaftOptions).
+  unsigned raftSnapshotThreshold = 16384;    // -raft-snapshot-threshold: entries
+  std::string raftSnapshotInterval = "30s";  // -raft-snapshot-interval
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code.

@@ -308,11 +308,6 @@ std::string StateStore::snapshot() const {
   return encodeSnapshot(tables_);
 }
 
-Tables StateStore::copyTables() const {
-  std::shared_lock lock(mu_);
-  return tables_;
-}
-
 std::string StateStore::encodeSnapshot(const Tables& t) {
   std::string out(kSnapshotMagic);
   uint64_t frames = 0;

@@ -120,9 +120,11 @@ class StateStore {
   // Serialises all tables (MessagePack records) / replaces them from such bytes.
   std::string snapshot() const;
   Result<void> restore(std::string_view bytes);
-  // The two halves of snapshot(), so the slow half can run off the Raft thread: a copy of the
-  // tables (taken where no apply can run concurrently), then its encoding, on any thread.
-  Tables copyTables() const;
+  // snapshot() without the lock, so that it can run where the lock cannot be taken: in the
+  // child that the Raft thread forks to encode a snapshot (raft/forked_encoder.h), where a
+  // reader of the parent may have held it at fork(). Only from the thread that runs apply()
+  // (no writer can be concurrent) or such a child of it.
+  const Tables& tablesWithoutLock() const { return tables_; }
   static std::string encodeSnapshot(const Tables& t);
 
  private:

@@ -108,8 +108,10 @@ def raft_dir_listing(raft_dir):
 
 
 class DurabilityTestBase(unittest.TestCase):
+    server_args = ()  # extra `taskmesh server` flags
+
     def setUp(self):
-        self.server = Server(node="durable")
+        self.server = Server(node="durable", extra_args=self.server_args)
         self.addCleanup(self.server.cleanup)
         self.server.start()
 
@@ -216,8 +218,15 @@ class KillNineTest(DurabilityTestBase):
             acked[f"dur/after/{rnd}"] = b"x"
 
 
+def snapshot_files(raft_dir):
+    return [n for n in os.listdir(raft_dir) if n.startswith("snapshot-")]
+
+
 class SnapshotTest(DurabilityTestBase):
-    KEYS = 20000  # the server snapshots every 16384 Raft entries
+    KEYS = 20000
+    # No interval-driven snapshot within the test: the backlog bound (8 x 2048 = 16384
+    # entries) takes it.
+    server_args = ("-raft-snapshot-threshold", "2048", "-raft-snapshot-interval", "1h")
 
     def test_snapshot_and_compaction_survive_restarts(self):
         s = self.server
@@ -237,8 +246,7 @@ class SnapshotTest(DurabilityTestBase):
             self.put(f"snap/{n:06d}", b"rewritten-%d" % n)
             items[f"snap/{n:06d}"] = b"rewritten-%d" % n
         raft = s.raft_dir()
-        snapshots = [n for n in os.listdir(raft) if n.startswith("snapshot-")]
-        self.assertTrue(snapshots, f"no snapshot after {self.KEYS} entries: "
+        self.assertTrue(snapshot_files(raft), f"no snapshot after {self.KEYS} entries: "
                                    f"{raft_dir_listing(raft)}")
 
         before = listing(s, "snap/")
@@ -267,6 +275,35 @@ class SnapshotTest(DurabilityTestBase):
         s.restart(graceful=False)
         self.assertEqual(s.kv_value("snap/after"), b"new")
         self.assertEqual(len(listing(s, "snap/")), self.KEYS + 1)
+
+
+class SnapshotPolicyTest(DurabilityTestBase):
+    """Consul's policy: a snapshot once the interval has passed and the threshold is reached."""
+    server_args = ("-raft-snapshot-threshold", "500", "-raft-snapshot-interval", "1s")
+
+    def test_a_snapshot_waits_for_both_the_threshold_and_the_interval(self):
+        raft = self.server.raft_dir()
+        self.bulk_put({f"pol/{n:04d}": b"v" for n in range(300)})
+        time.sleep(2.5)  # past the interval (1-2 s), below the threshold
+        self.put("pol/below", b"x")
+        self.assertEqual(snapshot_files(raft), [], "a snapshot below the threshold")
+
+        self.bulk_put({f"pol/more/{n:04d}": b"v" for n in range(300)})
+        deadline = time.monotonic() + 10
+        n = 0
+        while not snapshot_files(raft) and time.monotonic() < deadline:
+            time.sleep(0.3)
+            self.put(f"pol/poke/{n}", b"x")  # a due snapshot is taken after the next write
+            n += 1
+        self.assertTrue(snapshot_files(raft), "no snapshot 10 s after the threshold was passed: "
+                                              f"{raft_dir_listing(raft)}")
+        with open(self.server.log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        started = re.search(r"snapshot started index=\d+ entries_since_last=(\d+) fork_ms=", log)
+        self.assertTrue(started, log)
+        self.assertGreaterEqual(int(started.group(1)), 500, log)
+        self.assertRegex(log, r"snapshot taken bytes=\d+ encode_ms=\d+")
+        self.assertEqual(len(listing(self.server, "pol/")), 601 + n)
 
 
 class TornTailTest(DurabilityTestBase):
