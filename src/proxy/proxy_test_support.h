@@ -15,16 +15,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,17 +59,32 @@ inline bool waitUntil(const std::function<bool()>& predicate,
   return true;
 }
 
-// A port that was free a moment ago.
+// A port that was free a moment ago, chosen below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range). A port from that range (what binding port 0
+// gives) can be taken meanwhile as the local port of any outgoing connection on the machine;
+// under parallel tests that made a listener fail with EADDRINUSE for as long as the
+// connection lived.
 inline int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return ntohs(sa.sin_port);
+  static std::mt19937 rng(std::random_device{}());
+  int ephemeralLow = 32768;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d", &ephemeralLow) != 1) ephemeralLow = 32768;
+    std::fclose(f);
+  }
+  const int lo = 10000;
+  const int hi = std::max(lo + 1000, ephemeralLow) - 1;
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    int port = lo + static_cast<int>(rng() % static_cast<unsigned>(hi - lo + 1));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  return 0;  // the caller's listen fails and names the port
 }
 
 // ---- certificates ----------------------------------------------------------------------------

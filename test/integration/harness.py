@@ -13,6 +13,7 @@ import atexit
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -48,10 +49,26 @@ def binary():
 
 
 def free_port():
-    """A port that was free a moment ago (bind to 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago, chosen below the kernel's ephemeral range.
+
+    Binding port 0 gives one from that range (/proc/sys/net/ipv4/ip_local_port_range), which
+    any outgoing connection on the machine can take meanwhile as its local port; a listener
+    then fails with EADDRINUSE for as long as that connection lives."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    hi = max(10000 + 1000, ephemeral_low) - 1
+    for _ in range(1000):
+        port = random.randint(10000, hi)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range after 1000 tries")
 
 
 def stop_process(proc, timeout):
