@@ -11,6 +11,9 @@
 //    StateStore::read); malloc is safe (jemalloc and glibc re-initialise theirs in the child).
 // The child closes every inherited file descriptor except the pipe and stdio, restores the
 // default action of the termination signals, and is killed if the forking thread exits.
+// Process-wide: finish() reaps the child itself, so it cannot share a process with code that
+// reaps every child (runtime/drivers/process_supervisor.h does; it lives in `taskmesh ecs`,
+// the server never has one).
 
 #include <sys/types.h>
 
