@@ -46,8 +46,8 @@ struct RaftOptions {
   // interval, staggered at random up to twice that, take a snapshot if at least `threshold`
   // entries were applied since the last one. Whatever the interval, one is taken as soon as
   // kSnapshotBacklogFactor × threshold entries pile up: that bounds the log held in memory
-  // and replayed on restart. A snapshot pauses applying for a copy of the tables (its
-  // duration is logged), so fewer snapshots under a write burst means fewer such pauses.
+  // and replayed on restart. A snapshot pauses applying only for a fork() (logged as
+  // fork_ms; ~11 ms at 260,000 keys); the encoding runs in the forked child.
   unsigned snapshotThreshold = 16384;
   std::chrono::milliseconds snapshotInterval{30000};
   unsigned snapshotTrailing = 4096;  // entries kept in the log after a snapshot
