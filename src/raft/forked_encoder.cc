@@ -116,7 +116,7 @@ Result<std::string> ForkedEncoder::finish(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return makeError(ErrorCode::kInternal, "the encoder was already finished");
 
   std::string out;
-  constexpr size_t kChunk = 256 * 1024;
+  constexpr size_t kChunk = 64 * 1024;  // a pipe's default capacity: what one read can return
   for (;;) {
     long left = msLeft();
     if (left <= 0) return timedOut();

@@ -113,8 +113,7 @@ Result<void> RaftNode::start() {
     }
     // libraft snapshots by itself only at the backlog bound; snapshotDue() lowers its
     // threshold when the interval has passed (see RaftOptions).
-    raft_set_snapshot_threshold(raft_.get(),
-                                options_.snapshotThreshold * RaftOptions::kSnapshotBacklogFactor);
+    raft_set_snapshot_threshold(raft_.get(), options_.snapshotBound());
     raft_set_snapshot_trailing(raft_.get(), options_.snapshotTrailing);
     rv = raft_start(raft_.get());
     if (rv != 0) {
@@ -287,9 +286,12 @@ void RaftNode::armSnapshotTimer() {
       delay, 0);
 }
 
+uint64_t RaftNode::entriesSinceSnapshot() const {
+  return raft_last_applied(raft_.get()) - raft_->log.snapshot.last_index;
+}
+
 void RaftNode::snapshotDue() {
-  raft_index backlog = raft_last_applied(raft_.get()) - raft_->log.snapshot.last_index;
-  if (backlog >= options_.snapshotThreshold) {
+  if (entriesSinceSnapshot() >= options_.snapshotThreshold) {
     // libraft checks its threshold after each batch it applies: the next write snapshots.
     // fsmSnapshot puts the backlog bound back.
     raft_set_snapshot_threshold(raft_.get(), options_.snapshotThreshold);
@@ -357,7 +359,7 @@ int RaftNode::queueAsyncWork(struct ::raft_io* io, struct ::raft_io_async_work* 
 int RaftNode::fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n) {
   auto* self = static_cast<RaftNode*>(fsm->data);
   struct ::raft* r = self->raft_.get();
-  raft_index backlog = raft_last_applied(r) - r->log.snapshot.last_index;
+  uint64_t backlog = self->entriesSinceSnapshot();
   auto started = std::chrono::steady_clock::now();
   const store::StateStore& store = self->store_;
   auto encoder = ForkedEncoder::start(
@@ -369,8 +371,7 @@ int RaftNode::fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], 
     logger()->error("snapshot not started error=\"{}\"", encoder.error().message);
     return RAFT_IOERR;
   }
-  raft_set_snapshot_threshold(
-      r, self->options_.snapshotThreshold * RaftOptions::kSnapshotBacklogFactor);
+  raft_set_snapshot_threshold(r, self->options_.snapshotBound());
   auto* array = static_cast<struct ::raft_buffer*>(raft_malloc(sizeof(struct ::raft_buffer)));
   if (array == nullptr) return RAFT_NOMEM;  // ~encoder kills the child
   array[0].base = nullptr;

@@ -52,6 +52,7 @@ struct RaftOptions {
   std::chrono::milliseconds snapshotInterval{30000};
   unsigned snapshotTrailing = 4096;  // entries kept in the log after a snapshot
   static constexpr unsigned kSnapshotBacklogFactor = 8;
+  unsigned snapshotBound() const { return snapshotThreshold * kSnapshotBacklogFactor; }
 };
 
 struct Hooks {
@@ -99,6 +100,7 @@ class RaftNode {
   void pollState();
   void armSnapshotTimer();
   void snapshotDue();
+  uint64_t entriesSinceSnapshot() const;  // Raft thread
   static int fsmApply(struct ::raft_fsm* fsm, const struct ::raft_buffer* buf, void** result);
   static int fsmSnapshot(struct ::raft_fsm* fsm, struct ::raft_buffer* bufs[], unsigned* n);
   static int queueAsyncWork(struct ::raft_io* io, struct ::raft_io_async_work* req,
