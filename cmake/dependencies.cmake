@@ -14,11 +14,26 @@ if(NOT TASKMESH_SANITIZE AND NOT TASKMESH_FUZZ)
 endif()
 find_package(OpenSSL 3 REQUIRED)
 find_package(CLI11 REQUIRED)
-find_package(spdlog REQUIRED)
+# spdlog and fmt: their headers; src/base compiles them (spdlog_fmt.cc), no shared library.
+find_package(spdlog 1.10 REQUIRED)
 find_package(GTest REQUIRED)
 find_package(benchmark REQUIRED)
 pkg_check_modules(RAFT REQUIRED IMPORTED_TARGET raft)
 pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)
+# taskmesh_raft_libs: libraft, and libuv and liblz4 which it calls. Release builds link their
+# static archives (PIC in Debian's libraft-dev, libuv1-dev and liblz4-dev), so that no process
+# maps them as shared libraries: a sidecar never runs them.
+add_library(taskmesh_raft_libs INTERFACE)
+if(NOT TASKMESH_SANITIZE AND NOT TASKMESH_FUZZ)
+  find_library(RAFT_STATIC NAMES libraft.a REQUIRED)
+  find_library(UV_STATIC NAMES libuv_a.a REQUIRED)
+  find_library(LZ4_STATIC NAMES liblz4.a REQUIRED)
+  target_include_directories(taskmesh_raft_libs INTERFACE ${RAFT_INCLUDE_DIRS} ${UV_INCLUDE_DIRS})
+  target_link_libraries(taskmesh_raft_libs INTERFACE
+    ${RAFT_STATIC} ${UV_STATIC} ${LZ4_STATIC} Threads::Threads ${CMAKE_DL_LIBS})
+else()
+  target_link_libraries(taskmesh_raft_libs INTERFACE PkgConfig::RAFT PkgConfig::UV)
+endif()
 include(GoogleTest)
 # Boost 1.74 asio: header-only use, coroutine support, no deprecated names.
 add_compile_definitions(BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW)
