@@ -1,19 +1,21 @@
 """Helpers for the `taskmesh ecs` integration tests: one runtime per test class, driven by the
 real AWS CLI (/usr/bin/aws, Debian's awscli v2).
 
-Each runtime has its own temp data dir, a free API port, its own bridge name and its own /24
-inside 198.18.0.0/15, so runtimes of parallel ctest jobs (and of the release and sanitizer
-stages) never share anything. It is stopped by PID (SIGTERM, then SIGKILL), and what a
+Each runtime has its own temp data dir, a free API port, its own bridge name and its own /24,
+so runtimes of parallel ctest jobs (and of the release and sanitizer stages) never share
+anything. The /24 comes from the pool the C++ runtime tests take theirs from (198.19.<n>.0/24,
+each slot held by an flock; NetSlot in src/runtime/drivers/test_support.cc), so a runtime here
+never shares a subnet with one of those tests either. It is stopped by PID (SIGTERM, then SIGKILL), and what a
 SIGKILL leaves behind is removed by starting the runtime again on the same data dir, which
 the leak tests check.
 """
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -46,10 +48,25 @@ class AwsError(Exception):
         super().__init__(f"aws exited {returncode}: {stderr.strip()}")
 
 
-def _unique_net():
-    """A bridge name and a /24 that no other runtime on this machine uses at the same time."""
-    n = (os.getpid() * 7 + int(time.monotonic() * 1000)) % 500
-    return f"tmi{os.getpid() % 100000}x{n % 10}"[:15], f"198.{18 + n // 250}.{n % 250}.0/24"
+SLOT_DIR = "/tmp/taskmesh-drivers-test"  # NetSlot's lock files (test_support.cc)
+
+
+def _net_slot():
+    """(bridge name, /24, lock fd): slot n of 198.19.<n>.0/24, n in 1..250, reserved for as
+    long as the fd stays open, exactly as NetSlot reserves one."""
+    os.makedirs(SLOT_DIR, exist_ok=True)
+    start = os.getpid() % 250
+    for i in range(250):
+        n = 1 + (start + i) % 250
+        fd = os.open(os.path.join(SLOT_DIR, f"{n}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return f"tmi{n}-{os.getpid()}"[:15], f"198.19.{n}.0/24", fd
+    raise RuntimeError(f"no free test subnet: all 250 slots in {SLOT_DIR} are locked")
 
 
 class EcsRuntime:
@@ -58,7 +75,7 @@ class EcsRuntime:
     def __init__(self, extra_args=()):
         self.root = tempfile.mkdtemp(prefix="taskmesh-ecs-it-")
         self.data_dir = os.path.join(self.root, "data")
-        self.bridge, self.subnet = _unique_net()
+        self.bridge, self.subnet, self._slot_fd = _net_slot()
         self.extra_args = list(extra_args)
         self.port = None
         self.proc = None
@@ -113,6 +130,9 @@ class EcsRuntime:
             subprocess.run(["ip", "link", "del", self.bridge], check=False)
         if not os.environ.get("TASKMESH_KEEP_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
+        if self._slot_fd is not None:  # the bridge is gone: the subnet is free again
+            os.close(self._slot_fd)
+            self._slot_fd = None
 
     def log_tail(self, lines=60):
         try:
