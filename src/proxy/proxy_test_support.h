@@ -66,11 +66,14 @@ inline bool waitUntil(const std::function<bool()>& predicate,
 // connection lived.
 inline int freePort() {
   static std::mt19937 rng(std::random_device{}());
-  int ephemeralLow = 32768;
-  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &ephemeralLow) != 1) ephemeralLow = 32768;
-    std::fclose(f);
-  }
+  static const int ephemeralLow = [] {  // read once per test process
+    int low = 32768;
+    if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+      if (std::fscanf(f, "%d", &low) != 1) low = 32768;
+      std::fclose(f);
+    }
+    return low;
+  }();
   const int lo = 10000;
   const int hi = std::max(lo + 1000, ephemeralLow) - 1;
   for (int attempt = 0; attempt < 1000; ++attempt) {

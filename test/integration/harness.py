@@ -10,6 +10,7 @@ Environment:
 """
 
 import atexit
+import functools
 import http.client
 import json
 import os
@@ -48,18 +49,23 @@ def binary():
     return path
 
 
+@functools.lru_cache(maxsize=None)
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range, read once per test process."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
     """A port that was free a moment ago, chosen below the kernel's ephemeral range.
 
     Binding port 0 gives one from that range (/proc/sys/net/ipv4/ip_local_port_range), which
     any outgoing connection on the machine can take meanwhile as its local port; a listener
     then fails with EADDRINUSE for as long as that connection lives."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            ephemeral_low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 32768
-    hi = max(10000 + 1000, ephemeral_low) - 1
+    hi = max(10000 + 1000, _ephemeral_low()) - 1
     for _ in range(1000):
         port = random.randint(10000, hi)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
